@@ -1,0 +1,44 @@
+"""Reads on Blink's own records."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from blink.models import AuditEvent
+from clients.models import Client, Company
+
+
+def audit_event_list(
+    *, company: Company, action: str = "", client: Client | None = None, actor: str = "",
+    since: date | None = None, until: date | None = None,
+) -> QuerySet[AuditEvent]:
+    """The company's audit events, newest first, narrowed by the given filters.
+
+    ``since`` and ``until`` are whole days in UTC, both included.
+    """
+    events = AuditEvent.objects.filter(company=company).select_related("client")
+    if action:
+        events = events.filter(action=action)
+    if client is not None:
+        events = events.filter(client=client)
+    if actor:
+        events = events.filter(actor_label__icontains=actor)
+    if since is not None:
+        events = events.filter(created_at__gte=datetime.combine(since, time.min, tzinfo=timezone.utc))
+    if until is not None:
+        end = datetime.combine(until + timedelta(days=1), time.min, tzinfo=timezone.utc)
+        events = events.filter(created_at__lt=end)
+    return events
+
+
+def audit_action_names(*, company: Company) -> list[str]:
+    """Every action that appears in the company's trail, for the filter menu."""
+    return list(
+        AuditEvent.objects.filter(company=company)
+        .order_by("action")
+        .values_list("action", flat=True)
+        .distinct()
+    )

@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+import socket
+
+from celery import shared_task
+
+from blink.services import worker_heartbeat_record
+
+
+@shared_task(ignore_result=True)
+def worker_heartbeat() -> None:
+    """Record that a worker is alive and consuming tasks (beat sends this every 30 s)."""
+    worker_heartbeat_record(hostname=socket.gethostname())

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from blink import views as blink_views
+from clients import views as client_views
+
+urlpatterns = [
+    path("healthz", blink_views.healthz, name="healthz"),
+    path("login/", blink_views.LoginView.as_view(), name="login"),
+    path("logout/", blink_views.logout_view, name="logout"),
+    path("account/password/", blink_views.PasswordChangeView.as_view(), name="password-change"),
+    path("", blink_views.console_home, name="console-home"),
+    path("setup/", blink_views.blink_user_setup, name="blink-user-setup"),
+    path("users/", blink_views.blink_user_list, name="blink-user-list"),
+    path("audit/", blink_views.audit_log, name="audit-log"),
+    path("settings/", client_views.settings_general, name="settings-general"),
+    path("settings/branding/", client_views.settings_branding, name="settings-branding"),
+    path("settings/branding/preview", client_views.branding_preview, name="branding-preview"),
+    path(
+        "brand/<int:company_id>/logo-<str:version>.png",
+        client_views.branding_logo,
+        name="branding-logo",
+    ),
+    path("clients/", client_views.client_list, name="client-list"),
+    path("clients/add/", client_views.client_add, name="client-add"),
+    path("clients/<int:client_id>/", client_views.client_edit, name="client-edit"),
+    path("clients/<int:client_id>/archive", client_views.client_archive, name="client-archive"),
+    path("clients/<int:client_id>/restore", client_views.client_restore, name="client-restore"),
+]

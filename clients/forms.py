@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import phonenumbers
+from django import forms
+from django.core.files.uploadedfile import UploadedFile
+
+from clients.branding import (
+    EMAIL_PLACEHOLDERS,
+    HEX_PATTERN,
+    Logo,
+    email_text_unknown_placeholders,
+    logo_reencode,
+)
+from clients.models import Client, Company
+
+
+def _country_choices() -> list[tuple[str, str]]:
+    return sorted(
+        (region, f"{region} (+{phonenumbers.country_code_for_region(region)})")
+        for region in phonenumbers.SUPPORTED_REGIONS
+    )
+
+
+class CompanySettingsForm(forms.Form):
+    name = forms.CharField(max_length=120, label="Company name")
+    support_email = forms.EmailField(
+        max_length=254, required=False, label="Support email",
+        help_text="Shown in every email and page Blink sends your users.",
+    )
+    site_url = forms.URLField(
+        max_length=200, label="Public site URL", assume_scheme="https",
+        help_text="The address your users reach Blink at. Links in emails and SMS are built "
+        "from it, never from the address a request happened to use.",
+    )
+    default_country = forms.ChoiceField(
+        choices=_country_choices, label="Default country for phone numbers",
+        help_text="Numbers typed without +country code are read as this country's.",
+    )
+
+    def clean_site_url(self) -> str:
+        url: str = self.cleaned_data["site_url"]
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise forms.ValidationError("Enter an address that starts with https://.")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise forms.ValidationError("Enter just the site's address, without ?, # or a login.")
+        return url.rstrip("/")
+
+
+class BrandingForm(forms.Form):
+    logo = forms.FileField(
+        required=False, label="Logo",
+        help_text="PNG, JPEG or WebP, at most 1 MB. It is resized to fit 512 × 512.",
+        widget=forms.ClearableFileInput(attrs={"accept": "image/png,image/jpeg,image/webp"}),
+    )
+    remove_logo = forms.BooleanField(required=False, label="Remove the current logo")
+    primary_colour = forms.RegexField(
+        regex=HEX_PATTERN, max_length=7, label="Primary colour",
+        error_messages={"invalid": "Enter a colour as # and six hex digits, e.g. #1d4ed8."},
+        widget=forms.TextInput(attrs={"type": "color"}),
+    )
+    accent_colour = forms.RegexField(
+        regex=HEX_PATTERN, max_length=7, label="Accent colour",
+        error_messages={"invalid": "Enter a colour as # and six hex digits, e.g. #0f766e."},
+        widget=forms.TextInput(attrs={"type": "color"}),
+    )
+    email_text = forms.CharField(
+        max_length=4000, label="Activation email text",
+        widget=forms.Textarea(attrs={"rows": 9}),
+        help_text="Plain text. Placeholders: "
+        + ", ".join(f"{{{name}}} ({meaning})" for name, meaning in EMAIL_PLACEHOLDERS.items()),
+    )
+
+    def clean_logo(self) -> Logo | None:
+        upload: UploadedFile | None = self.cleaned_data.get("logo")
+        if not upload:
+            return None
+        return logo_reencode(upload)
+
+    def clean_email_text(self) -> str:
+        text: str = self.cleaned_data["email_text"].replace("\r\n", "\n").strip()
+        unknown = email_text_unknown_placeholders(text)
+        if unknown:
+            known = ", ".join(f"{{{name}}}" for name in EMAIL_PLACEHOLDERS)
+            raise forms.ValidationError(
+                f"Blink does not know {', '.join(f'{{{n}}}' for n in unknown)}. "
+                f"Use only {known}."
+            )
+        return text
+
+
+class ClientForm(forms.Form):
+    name = forms.CharField(max_length=120, label="Client name")
+    temp_password_length = forms.IntegerField(
+        min_value=8, max_value=64, initial=12, label="Temporary password length",
+        help_text="8 to 64 characters. Blink never goes below the directory's own minimum.",
+    )
+    unlock_on_reset = forms.BooleanField(
+        required=False, initial=True, label="Unlock the account when resetting its password"
+    )
+
+    def __init__(self, *args: Any, company: Company, instance: Client | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.company = company
+        self.instance = instance
+
+    def clean_name(self) -> str:
+        name: str = self.cleaned_data["name"].strip()
+        clash = Client.objects.filter(company=self.company, name__iexact=name)
+        if self.instance is not None:
+            clash = clash.exclude(pk=self.instance.pk)
+        if clash.exists():
+            raise forms.ValidationError("You already have a client with this name.")
+        return name

@@ -1,0 +1,167 @@
+"""Writes on the MSP side. Every change leaves an audit event."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from blink.audit import Actor, audit_record, changes_between
+from clients.branding import Logo
+from clients.models import Branding, Client, Company, Membership, Role
+
+COMPANY_FIELDS = ("name", "support_email", "site_url", "default_country")
+CLIENT_FIELDS = ("name", "temp_password_length", "unlock_on_reset")
+
+
+def _snapshot(obj: object, fields: tuple[str, ...]) -> dict[str, Any]:
+    return {field: getattr(obj, field) for field in fields}
+
+
+@transaction.atomic
+def company_create(
+    *, name: str, site_url: str, owner: AbstractBaseUser, default_country: str = "US"
+) -> Company:
+    """Create an MSP company with its branding, and make ``owner`` its owner."""
+    company = Company.objects.create(name=name, site_url=site_url, default_country=default_country)
+    Branding.objects.create(company=company)
+    Membership.objects.create(user=owner, company=company, role=Role.OWNER)
+    audit_record(
+        company=company, actor=Actor(label=owner.get_username(), user=owner),
+        action="company.create", target=name,
+    )
+    return company
+
+
+@transaction.atomic
+def member_add(*, company: Company, actor: Actor, username: str, email: str, role: str,
+               password: str | None) -> Membership:
+    """Create a console account for ``company`` with ``role``."""
+    user = get_user_model().objects.create_user(username=username, email=email, password=password)
+    membership = Membership.objects.create(user=user, company=company, role=role)
+    audit_record(company=company, actor=actor, action="member.add", target=username,
+                 detail={"role": role})
+    return membership
+
+
+@transaction.atomic
+def company_settings_update(
+    *, company: Company, actor: Actor, name: str, support_email: str, site_url: str,
+    default_country: str,
+) -> Company:
+    """Change the company's general settings."""
+    before = _snapshot(company, COMPANY_FIELDS)
+    company.name = name
+    company.support_email = support_email
+    company.site_url = site_url.rstrip("/")
+    company.default_country = default_country
+    company.full_clean()
+    company.save()
+    changed = changes_between(before, _snapshot(company, COMPANY_FIELDS))
+    if changed:
+        audit_record(company=company, actor=actor, action="company.update", target=company.name,
+                     detail={"changed": changed})
+    return company
+
+
+@transaction.atomic
+def branding_update(
+    *, company: Company, actor: Actor, primary_colour: str, accent_colour: str,
+    email_text: str, logo: Logo | None = None, remove_logo: bool = False,
+) -> Branding:
+    """Change the company's colours and email text, and replace or remove its logo."""
+    branding, _ = Branding.objects.select_for_update().get_or_create(company=company)
+    before = {
+        "primary_colour": branding.primary_colour,
+        "accent_colour": branding.accent_colour,
+        "email_text": branding.email_text,
+    }
+    branding.primary_colour = primary_colour.lower()
+    branding.accent_colour = accent_colour.lower()
+    branding.email_text = email_text
+    logo_change = ""
+    if logo is not None:
+        branding.logo = logo.content
+        branding.logo_content_type = logo.content_type
+        logo_change = "replaced"
+    elif remove_logo and branding.has_logo():
+        branding.logo = b""
+        branding.logo_content_type = ""
+        logo_change = "removed"
+    branding.full_clean()
+    branding.save()
+    after = {
+        "primary_colour": branding.primary_colour,
+        "accent_colour": branding.accent_colour,
+        "email_text": branding.email_text,
+    }
+    changed = changes_between(before, after)
+    if "email_text" in changed:
+        # The text can be long: record that it changed, not both versions.
+        changed["email_text"] = ["(previous text)", "(new text)"]
+    detail: dict[str, Any] = {"changed": changed}
+    if logo_change:
+        detail["logo"] = logo_change
+    if changed or logo_change:
+        audit_record(company=company, actor=actor, action="branding.update",
+                     target=company.name, detail=detail)
+    return branding
+
+
+@transaction.atomic
+def client_create(
+    *, company: Company, actor: Actor, name: str, temp_password_length: int = 12,
+    unlock_on_reset: bool = True,
+) -> Client:
+    """Add a client company to the MSP."""
+    client = Client(company=company, name=name, temp_password_length=temp_password_length,
+                    unlock_on_reset=unlock_on_reset)
+    client.full_clean()
+    client.save()
+    audit_record(company=company, actor=actor, action="client.create", target=client.name,
+                 client=client, detail={"settings": _snapshot(client, CLIENT_FIELDS)})
+    return client
+
+
+@transaction.atomic
+def client_update(
+    *, client: Client, actor: Actor, name: str, temp_password_length: int,
+    unlock_on_reset: bool,
+) -> Client:
+    """Change a client's name and reset policy."""
+    before = _snapshot(client, CLIENT_FIELDS)
+    client.name = name
+    client.temp_password_length = temp_password_length
+    client.unlock_on_reset = unlock_on_reset
+    client.full_clean()
+    client.save()
+    changed = changes_between(before, _snapshot(client, CLIENT_FIELDS))
+    if changed:
+        audit_record(company=client.company, actor=actor, action="client.update",
+                     target=client.name, client=client, detail={"changed": changed})
+    return client
+
+
+@transaction.atomic
+def client_archive(*, client: Client, actor: Actor) -> Client:
+    """Archive a client: it leaves the lists and its users stop being served. Reversible."""
+    if client.archived_at is None:
+        client.archived_at = timezone.now()
+        client.save(update_fields=["archived_at"])
+        audit_record(company=client.company, actor=actor, action="client.archive",
+                     target=client.name, client=client)
+    return client
+
+
+@transaction.atomic
+def client_restore(*, client: Client, actor: Actor) -> Client:
+    """Bring an archived client back."""
+    if client.archived_at is not None:
+        client.archived_at = None
+        client.save(update_fields=["archived_at"])
+        audit_record(company=client.company, actor=actor, action="client.restore",
+                     target=client.name, client=client)
+    return client
