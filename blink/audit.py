@@ -12,7 +12,7 @@ from django.http import HttpRequest
 from blink.models import AuditEvent
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.contrib.auth.models import AnonymousUser, User
 
     from clients.models import Client, Company
 
@@ -26,8 +26,8 @@ def client_ip(request: HttpRequest) -> str | None:
     candidate = request.META.get("REMOTE_ADDR", "")
     hops = settings.BLINK_TRUSTED_PROXIES
     if hops:
-        forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
-        forwarded = [part for part in forwarded if part]
+        header = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        forwarded = [part.strip() for part in header.split(",") if part.strip()]
         if len(forwarded) >= hops:
             candidate = forwarded[-hops]
     try:
@@ -41,12 +41,12 @@ class Actor:
     """Who is acting, for the audit trail: a console user, a Blink user or Blink itself."""
 
     label: str
-    user: AbstractBaseUser | None = None
+    user: User | None = None
     ip: str | None = None
 
     @classmethod
     def from_request(cls, request: HttpRequest) -> Actor:
-        user: AbstractBaseUser | AnonymousUser = request.user
+        user: User | AnonymousUser = request.user
         if user.is_authenticated:
             return cls(label=user.get_username(), user=user, ip=client_ip(request))
         return cls(label="anonymous", ip=client_ip(request))

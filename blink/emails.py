@@ -1,4 +1,4 @@
-"""Blink's emails, rendered from templates/emails/<name>_subject.txt, _message.txt, _message.html."""
+"""Blink's emails, from templates/emails/<name>_subject.txt, _message.txt and _message.html."""
 
 from __future__ import annotations
 

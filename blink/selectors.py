@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.db.models import QuerySet
-from django.utils import timezone
 
 from blink.models import AuditEvent
 from clients.models import Client, Company
@@ -27,9 +26,9 @@ def audit_event_list(
     if actor:
         events = events.filter(actor_label__icontains=actor)
     if since is not None:
-        events = events.filter(created_at__gte=datetime.combine(since, time.min, tzinfo=timezone.utc))
+        events = events.filter(created_at__gte=datetime.combine(since, time.min, tzinfo=UTC))
     if until is not None:
-        end = datetime.combine(until + timedelta(days=1), time.min, tzinfo=timezone.utc)
+        end = datetime.combine(until + timedelta(days=1), time.min, tzinfo=UTC)
         events = events.filter(created_at__lt=end)
     return events
 

@@ -158,7 +158,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": VAR_DIR / "blink.sqlite3",
+            "NAME": str(VAR_DIR / "blink.sqlite3"),
             "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;", "timeout": 20},
         }
     }

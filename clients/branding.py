@@ -67,10 +67,10 @@ def logo_reencode(upload: UploadedFile) -> Logo:
             # verify() leaves the image unusable, so decode it again for real.
             with Image.open(io.BytesIO(data), formats=sorted(LOGO_FORMATS)) as image:
                 image.load()
-                image = image.convert("RGBA")
-                image.thumbnail((LOGO_MAX_SIDE, LOGO_MAX_SIDE))
-                out = io.BytesIO()
-                image.save(out, format="PNG", optimize=True)
+                pixels = image.convert("RGBA")
+            pixels.thumbnail((LOGO_MAX_SIDE, LOGO_MAX_SIDE))
+            out = io.BytesIO()
+            pixels.save(out, format="PNG", optimize=True)
     except ValidationError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
@@ -88,7 +88,9 @@ def _relative_luminance(hex_colour: str) -> float:
 
 def contrast_ratio(first: str, second: str) -> float:
     """WCAG 2 contrast ratio between two ``#rrggbb`` colours (1 to 21)."""
-    lighter, darker = sorted((_relative_luminance(first), _relative_luminance(second)), reverse=True)
+    lighter, darker = sorted(
+        (_relative_luminance(first), _relative_luminance(second)), reverse=True
+    )
     return (lighter + 0.05) / (darker + 0.05)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -23,7 +23,7 @@ def _snapshot(obj: object, fields: tuple[str, ...]) -> dict[str, Any]:
 
 @transaction.atomic
 def company_create(
-    *, name: str, site_url: str, owner: AbstractBaseUser, default_country: str = "US"
+    *, name: str, site_url: str, owner: User, default_country: str = "US"
 ) -> Company:
     """Create an MSP company with its branding, and make ``owner`` its owner."""
     company = Company.objects.create(name=name, site_url=site_url, default_country=default_country)

@@ -20,7 +20,7 @@ ON_CI = os.environ.get("CI", "").lower() == "true"
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     """On CI nothing may skip: a missing server or browser is a failure, not a pass."""
     outcome = yield
     report = outcome.get_result()
@@ -30,7 +30,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         report.longrepr = f"Skipped under CI=true, which counts as a failure: {reason}"
 
 
-def _user(username: str):  # type: ignore[no-untyped-def]
+def _user(username: str):
     return get_user_model().objects.create_user(
         username=username, email=f"{username}@example.com", password=PASSWORD
     )
@@ -49,26 +49,26 @@ def other_company(db: None) -> Company:
 
 
 @pytest.fixture
-def owner(company: Company):  # type: ignore[no-untyped-def]
+def owner(company: Company):
     return Membership.objects.get(company=company, role=Role.OWNER).user
 
 
 @pytest.fixture
-def admin(company: Company):  # type: ignore[no-untyped-def]
+def admin(company: Company):
     user = _user("adam")
     Membership.objects.create(user=user, company=company, role=Role.ADMIN)
     return user
 
 
 @pytest.fixture
-def reader(company: Company):  # type: ignore[no-untyped-def]
+def reader(company: Company):
     user = _user("rita")
     Membership.objects.create(user=user, company=company, role=Role.READ_ONLY)
     return user
 
 
 @pytest.fixture
-def outsider(other_company: Company):  # type: ignore[no-untyped-def]
+def outsider(other_company: Company):
     return Membership.objects.get(company=other_company, role=Role.OWNER).user
 
 
@@ -86,7 +86,7 @@ def rival_client(other_company: Company) -> Client:
 def login(db: None) -> Callable[..., HttpClient]:
     """A test browser signed in as the given user."""
 
-    def sign_in(user) -> HttpClient:  # type: ignore[no-untyped-def]
+    def sign_in(user) -> HttpClient:
         browser = HttpClient()
         browser.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
         return browser
@@ -98,7 +98,9 @@ PERSONAS = ["owner", "admin", "reader", "outsider"]
 
 
 @pytest.fixture(params=PERSONAS)
-def persona(request: pytest.FixtureRequest, login: Callable[..., HttpClient]) -> tuple[str, HttpClient]:
+def persona(
+    request: pytest.FixtureRequest, login: Callable[..., HttpClient]
+) -> tuple[str, HttpClient]:
     """Each of the four people in turn, signed in: (name, browser)."""
     user = request.getfixturevalue(request.param)
     return request.param, login(user)

@@ -11,7 +11,7 @@ os.environ.setdefault("SECRET_KEY", "tests-only-" + "x" * 40)
 os.environ.setdefault("BLINK_ENCRYPTION_KEYS", Fernet.generate_key().decode())
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
 
-from blink.settings import *  # noqa: E402, F403
+from blink.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {

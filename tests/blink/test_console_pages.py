@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.mark.parametrize("path", ["/setup/", "/users/"])
+def test_pages_to_come_say_so_to_every_member(persona, path):
+    _, browser = persona
+    response = browser.get(path)
+    assert response.status_code == 200
+    assert b"arrives with" in response.content
+
+
+def test_navigation_lists_the_console_sections(login, reader):
+    page = login(reader).get("/clients/").content.decode()
+    for label in ["Blink User Setup", "Blink Users", "Clients", "General", "Branding", "Audit log"]:
+        assert f">{label}</a>" in page
+
+
+def test_home_opens_the_client_list(login, owner):
+    assert login(owner).get("/")["Location"] == "/clients/"

@@ -1,0 +1,97 @@
+"""Start-up refuses bad or missing configuration, naming the variable."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+ROOT = Path(__file__).resolve().parents[2]
+KEEP = ("PATH", "HOME", "LANG", "SYSTEMROOT")
+
+
+def start(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Load Blink's real settings in a fresh interpreter with exactly ``env``."""
+    clean = {name: os.environ[name] for name in KEEP if name in os.environ}
+    clean.update({"BLINK_VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "blink.settings"})
+    clean.update(env)
+    code = "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)"
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True,
+        timeout=60, check=False,
+    )
+
+
+PRODUCTION = {
+    "DEBUG": "false",
+    "SECRET_KEY": "a-production-secret-key-that-is-long-enough-0123456789",
+    "BLINK_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+    "ALLOWED_HOSTS": "blink.example.com",
+}
+
+
+def test_production_settings_start(tmp_path):
+    result = start(tmp_path, **PRODUCTION)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_missing_secret_key_stops_start_up(tmp_path):
+    env = dict(PRODUCTION)
+    del env["SECRET_KEY"]
+    result = start(tmp_path, **env)
+    assert result.returncode != 0
+    assert "SECRET_KEY is required when DEBUG is off" in result.stderr
+
+
+def test_missing_encryption_keys_stop_start_up(tmp_path):
+    env = dict(PRODUCTION)
+    del env["BLINK_ENCRYPTION_KEYS"]
+    result = start(tmp_path, **env)
+    assert "BLINK_ENCRYPTION_KEYS is required" in result.stderr
+
+
+def test_malformed_encryption_key_stops_start_up(tmp_path):
+    result = start(tmp_path, **{**PRODUCTION, "BLINK_ENCRYPTION_KEYS": "not-a-key"})
+    assert "not a Fernet key" in result.stderr
+
+
+def test_missing_allowed_hosts_stops_start_up(tmp_path):
+    env = dict(PRODUCTION)
+    del env["ALLOWED_HOSTS"]
+    result = start(tmp_path, **env)
+    assert "ALLOWED_HOSTS is required" in result.stderr
+
+
+def test_bad_boolean_stops_start_up(tmp_path):
+    result = start(tmp_path, **{**PRODUCTION, "DEBUG": "yes please"})
+    assert result.returncode != 0
+    assert "DEBUG='yes please' is not a boolean" in result.stderr
+
+
+def test_development_generates_and_keeps_local_keys(tmp_path):
+    first = start(tmp_path, DEBUG="true")
+    assert first.returncode == 0, first.stderr
+    key = (tmp_path / "secret_key").read_text()
+    assert (tmp_path / "encryption_key").stat().st_mode & 0o777 == 0o600
+    start(tmp_path, DEBUG="true")
+    assert (tmp_path / "secret_key").read_text() == key
+
+
+def test_production_cookies_are_secure_and_hsts_is_on(tmp_path):
+    clean = {name: os.environ[name] for name in KEEP if name in os.environ}
+    clean.update(PRODUCTION, BLINK_VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="blink.settings",
+                 SECURE_PROXY_SSL_HEADER="true")
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_HSTS_SECONDS, "
+        "s.SECURE_PROXY_SSL_HEADER)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=clean,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.stdout.split() == [
+        "True", "True", "31536000", "('HTTP_X_FORWARDED_PROTO',", "'https')"
+    ]
