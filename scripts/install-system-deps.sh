@@ -4,10 +4,13 @@
 # as root; otherwise says exactly what to install.
 set -eu
 
+PACKAGES="samba samba-ad-dc chromium"
+
 missing=""
-command -v samba >/dev/null 2>&1 || missing="$missing samba samba-ad-dc"
-command -v samba-tool >/dev/null 2>&1 || case "$missing" in *samba*) ;; *) missing="$missing samba-ad-dc" ;; esac
-[ -x /usr/bin/chromium ] || missing="$missing chromium"
+for package in $PACKAGES; do
+    status=$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null || true)
+    [ "$status" = "install ok installed" ] || missing="$missing $package"
+done
 [ -z "$missing" ] && exit 0
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
