@@ -24,7 +24,19 @@ def _country_choices() -> list[tuple[str, str]]:
     )
 
 
-class CompanySettingsForm(forms.Form):
+class OneValueForm(forms.Form):
+    """A form that refuses a field sent more than once, rather than silently keeping the last."""
+
+    def clean(self) -> dict[str, Any] | None:
+        cleaned = super().clean()
+        if hasattr(self.data, "getlist"):
+            for name in self.fields:
+                if len(self.data.getlist(name)) > 1:
+                    self.add_error(name, "Enter a single value for this field.")
+        return cleaned
+
+
+class CompanySettingsForm(OneValueForm):
     name = forms.CharField(max_length=120, label="Company name")
     support_email = forms.EmailField(
         max_length=254, required=False, label="Support email",
@@ -50,7 +62,7 @@ class CompanySettingsForm(forms.Form):
         return url.rstrip("/")
 
 
-class BrandingForm(forms.Form):
+class BrandingForm(OneValueForm):
     logo = forms.FileField(
         required=False, label="Logo",
         help_text="PNG, JPEG or WebP, at most 1 MB. It is resized to fit 512 × 512.",
@@ -92,7 +104,7 @@ class BrandingForm(forms.Form):
         return text
 
 
-class ClientForm(forms.Form):
+class ClientForm(OneValueForm):
     name = forms.CharField(max_length=120, label="Client name")
     temp_password_length = forms.IntegerField(
         min_value=8, max_value=64, initial=12, label="Temporary password length",
