@@ -14,6 +14,8 @@ from blink.audit import SYSTEM
 from clients.models import Client, Company, Membership, Role
 from clients.services import client_create, company_create
 
+pytest_plugins = ["tests.fixtures.samba", "tests.fixtures.graph"]
+
 PASSWORD = "correct horse battery staple"
 
 ON_CI = os.environ.get("CI", "").lower() == "true"
