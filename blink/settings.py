@@ -198,8 +198,14 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_TIMEOUT = 4
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"
+# How often every directory's snapshot is refreshed, in minutes.
+BLINK_SYNC_INTERVAL_MINUTES = env_int("BLINK_SYNC_INTERVAL_MINUTES", default=15, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "blink.tasks.worker_heartbeat", "schedule": 30.0},
+    "directory-sync-all": {
+        "task": "directory.tasks.directory_sync_all",
+        "schedule": BLINK_SYNC_INTERVAL_MINUTES * 60.0,
+    },
 }
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -4,6 +4,7 @@ from django.urls import path
 
 from blink import views as blink_views
 from clients import views as client_views
+from directory import views as directory_views
 
 urlpatterns = [
     path("healthz", blink_views.healthz, name="healthz"),
@@ -27,4 +28,16 @@ urlpatterns = [
     path("clients/<int:client_id>/", client_views.client_edit, name="client-edit"),
     path("clients/<int:client_id>/archive", client_views.client_archive, name="client-archive"),
     path("clients/<int:client_id>/restore", client_views.client_restore, name="client-restore"),
+    path("clients/<int:client_id>/directory/", directory_views.client_directory,
+         name="client-directory"),
+    path("clients/<int:client_id>/directory/add/<str:kind>/", directory_views.connection_add,
+         name="connection-add"),
+    path("clients/<int:client_id>/directory/<int:connection_id>/",
+         directory_views.connection_edit, name="connection-edit"),
+    path("clients/<int:client_id>/directory/<int:connection_id>/remove",
+         directory_views.connection_remove, name="connection-remove"),
+    path("clients/<int:client_id>/directory/<int:connection_id>/test",
+         directory_views.connection_test, name="connection-test"),
+    path("clients/<int:client_id>/directory/<int:connection_id>/sync",
+         directory_views.connection_sync, name="connection-sync"),
 ]

@@ -8,6 +8,7 @@ from django.contrib.auth import authenticate
 from django.core.management import CommandError, call_command
 
 from clients.models import Client, Company, Membership, Role
+from directory.models import Connection, Entry
 
 
 def test_seed_creates_a_usable_demo_once(db, rf):
@@ -19,6 +20,9 @@ def test_seed_creates_a_usable_demo_once(db, rf):
     membership = Membership.objects.get(user__username="admin")
     assert membership.role == Role.OWNER
     assert Client.objects.filter(company=membership.company).count() == 1
+    connection = Connection.objects.get(client__company=membership.company)
+    assert connection.kind == "demo" and connection.last_sync_status == "ok"
+    assert Entry.objects.filter(connection=connection, kind="user").count() > 50
 
     again = StringIO()
     call_command("seed_demo", stdout=again)

@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography import x509
+from django import forms
+from django.core.files.uploadedfile import UploadedFile
+
+from clients.forms import OneValueForm
+
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+CA_MAX_BYTES = 256 * 1024
+
+
+def _queue_field() -> forms.CharField:
+    return forms.CharField(
+        max_length=64, initial="directory", label="Worker queue",
+        help_text="Leave as “directory” unless this client's directory is only reachable from a "
+        "worker inside its network, started with -Q dir.<client>.",
+    )
+
+
+class ConnectionFormBase(OneValueForm):
+    """What every kind of connection has: a queue and whether to watch lockouts."""
+
+    secret_fields: tuple[str, ...] = ()
+
+    def __init__(self, *args: Any, editing: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.editing = editing
+        for name in self.secret_fields:
+            field = self.fields[name]
+            field.required = not editing
+            if editing:
+                field.help_text = "Stored encrypted and never shown. Leave empty to keep it."
+
+    def clean_queue(self) -> str:
+        queue: str = self.cleaned_data["queue"].strip()
+        if not QUEUE_NAME.match(queue):
+            raise forms.ValidationError("Use letters, digits, dots, dashes and underscores only.")
+        return queue
+
+    def parameters(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def secrets(self) -> dict[str, str]:
+        return {name: self.cleaned_data.get(name) or "" for name in self.secret_fields}
+
+
+class ActiveDirectoryForm(ConnectionFormBase):
+    secret_fields = ("bind_password",)
+
+    url = forms.CharField(
+        max_length=200, label="Server URL", initial="ldaps://",
+        help_text="ldaps://dc1.corp.example:636, or ldap://…:389 with StartTLS.",
+    )
+    start_tls = forms.BooleanField(required=False, label="Use StartTLS on an ldap:// URL")
+    bind_user = forms.CharField(
+        max_length=256, label="Service account",
+        help_text="As a UPN (svc-blink@corp.example) or a DN. It needs the right to reset "
+        "passwords and unlock accounts in the OUs Blink serves.",
+    )
+    bind_password = forms.CharField(
+        max_length=256, label="Service account password", strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+    base_dn = forms.CharField(max_length=512, label="Base DN",
+                              help_text="For example DC=corp,DC=example.")
+    scope_dns = forms.CharField(
+        required=False, max_length=8000, label="Limit to these OUs",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="One DN per line. Empty: everything under the base DN.",
+    )
+    ca_pem = forms.CharField(
+        required=False, max_length=CA_MAX_BYTES, label="CA certificate (PEM)",
+        widget=forms.Textarea(attrs={"rows": 4, "placeholder": "-----BEGIN CERTIFICATE-----"}),
+        help_text="The certificate authority that signed the domain controllers' certificates. "
+        "Empty: the system's trusted authorities.",
+    )
+    ca_file = forms.FileField(required=False, label="…or upload the CA certificate")
+    queue = _queue_field()
+    monitor_lockouts = forms.BooleanField(required=False, initial=True,
+                                          label="Watch for account lockouts")
+
+    def clean_url(self) -> str:
+        url: str = self.cleaned_data["url"].strip()
+        parts = urlsplit(url)
+        if parts.scheme not in ("ldaps", "ldap") or not parts.hostname:
+            raise forms.ValidationError("Enter an ldaps:// or ldap:// URL with a host name.")
+        try:
+            parts.port  # noqa: B018 (raises on a malformed port)
+        except ValueError:
+            raise forms.ValidationError("The port in this URL is not a number.") from None
+        return url
+
+    def clean_bind_password(self) -> str:
+        password: str = self.cleaned_data.get("bind_password") or ""
+        if password and not password.strip():
+            raise forms.ValidationError("The password cannot be only spaces.")
+        return password
+
+    def clean_ca_file(self) -> str:
+        upload: UploadedFile | None = self.cleaned_data.get("ca_file")
+        if not upload:
+            return ""
+        if (upload.size or 0) > CA_MAX_BYTES:
+            raise forms.ValidationError("A CA certificate file is at most 256 kB.")
+        return upload.read().decode("ascii", errors="replace")
+
+    def clean(self) -> dict[str, Any] | None:
+        cleaned = super().clean() or {}
+        url = cleaned.get("url", "")
+        if url.startswith("ldap://") and not cleaned.get("start_tls"):
+            self.add_error(
+                "url",
+                "Active Directory only sets passwords over an encrypted connection: use "
+                "ldaps:// or tick StartTLS.",
+            )
+        pem = cleaned.get("ca_file") or cleaned.get("ca_pem", "")
+        if pem.strip():
+            try:
+                x509.load_pem_x509_certificates(pem.strip().encode())
+            except ValueError:
+                self.add_error("ca_pem", "This is not a PEM certificate (-----BEGIN "
+                               "CERTIFICATE----- …).")
+        cleaned["ca_pem"] = pem.strip()
+        return cleaned
+
+    def parameters(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        scopes = [line.strip() for line in data.get("scope_dns", "").splitlines() if line.strip()]
+        return {
+            "url": data["url"], "start_tls": data["start_tls"], "bind_user": data["bind_user"],
+            "base_dn": data["base_dn"], "scope_dns": scopes, "ca_pem": data["ca_pem"],
+        }
+
+
+class EntraForm(ConnectionFormBase):
+    secret_fields = ("client_secret",)
+
+    tenant_id = forms.CharField(
+        max_length=100, label="Tenant ID",
+        help_text="The directory (tenant) ID of the client's Entra ID, a GUID.",
+    )
+    client_id = forms.CharField(
+        max_length=36, label="Application (client) ID",
+        help_text="The app registration Blink uses. It needs the Graph application "
+        "permissions User.ReadWrite.All, Directory.Read.All and AuditLog.Read.All.",
+    )
+    client_secret = forms.CharField(
+        max_length=512, label="Client secret", strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+    queue = _queue_field()
+    monitor_lockouts = forms.BooleanField(required=False, initial=True,
+                                          label="Watch for account lockouts")
+
+    def _guid(self, name: str) -> str:
+        value: str = self.cleaned_data[name].strip()
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            raise forms.ValidationError("Enter the ID as a GUID, e.g. "
+                                        "72f988bf-86f1-41af-91ab-2d7cd011db47.") from None
+
+    def clean_tenant_id(self) -> str:
+        return self._guid("tenant_id")
+
+    def clean_client_id(self) -> str:
+        return self._guid("client_id")
+
+    def clean_client_secret(self) -> str:
+        secret: str = self.cleaned_data.get("client_secret") or ""
+        if secret and not secret.strip():
+            raise forms.ValidationError("The secret cannot be only spaces.")
+        return secret
+
+    def parameters(self) -> dict[str, Any]:
+        return {"tenant_id": self.cleaned_data["tenant_id"],
+                "client_id": self.cleaned_data["client_id"]}
+
+
+FORMS: dict[str, type[ConnectionFormBase]] = {
+    "active_directory": ActiveDirectoryForm,
+    "entra": EntraForm,
+}

@@ -1,0 +1,173 @@
+from __future__ import annotations
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from django.utils import timezone
+
+from blink.audit import SYSTEM
+from blink.models import AuditEvent
+from directory.models import Connection, Entry
+from directory.services import connection_save
+
+AD_FORM = {
+    "url": "ldaps://dc1.corp.example:636", "bind_user": "svc-blink@corp.example",
+    "bind_password": "Service-Pa55word", "base_dn": "DC=corp,DC=example", "scope_dns": "",
+    "ca_pem": "", "queue": "directory", "monitor_lockouts": "on",
+}
+
+
+def a_ca_pem() -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "Corp CA")])
+    now = timezone.now()
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+            .not_valid_after(now.replace(year=now.year + 1)).sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+@pytest.fixture
+def demo_connection(acme_client, django_capture_on_commit_callbacks, login, owner):
+    with django_capture_on_commit_callbacks(execute=True):
+        login(owner).post(f"/clients/{acme_client.pk}/directory/add/demo/")
+    return Connection.objects.get(client=acme_client)
+
+
+def test_directory_page_per_persona(persona, acme_client):
+    name, browser = persona
+    response = browser.get(f"/clients/{acme_client.pk}/directory/")
+    if name == "outsider":
+        assert response.status_code == 404
+        return
+    assert response.status_code == 200
+    assert b"has no directory connected yet" in response.content
+    assert (b"Add Active Directory" in response.content) == (name != "reader")
+
+
+@pytest.mark.parametrize("action", ["test", "sync", "remove"])
+def test_connection_actions_per_persona(persona, action, acme_client):
+    connection = connection_save(client=acme_client, actor=SYSTEM, kind="demo", parameters={},
+                                 secrets={})
+    name, browser = persona
+    response = browser.post(f"/clients/{acme_client.pk}/directory/{connection.pk}/{action}")
+    expected = {"owner": 302, "admin": 302, "reader": 403, "outsider": 404}[name]
+    assert response.status_code == expected
+    assert Connection.objects.filter(pk=connection.pk).exists() == (
+        action != "remove" or expected != 302
+    )
+
+
+def test_adding_the_demo_directory_syncs_it(demo_connection, login, owner, acme_client):
+    assert demo_connection.last_sync_status == "ok"
+    assert Entry.objects.filter(connection=demo_connection, kind="user").count() > 50
+    page = login(owner).get(f"/clients/{acme_client.pk}/directory/").content.decode()
+    assert "Demo" in page and "Succeeded" in page
+    assert "users," in page
+
+
+def test_test_connection_shows_the_sentence(demo_connection, login, owner, acme_client,
+                                            django_capture_on_commit_callbacks):
+    browser = login(owner)
+    with django_capture_on_commit_callbacks(execute=True):
+        browser.post(f"/clients/{acme_client.pk}/directory/{demo_connection.pk}/test")
+    page = browser.get(f"/clients/{acme_client.pk}/directory/").content.decode()
+    assert "Connected to the demo directory" in page
+    assert AuditEvent.objects.filter(action="connection.test").count() == 1
+
+
+def test_a_queued_test_keeps_the_page_refreshing(login, owner, acme_client):
+    connection = connection_save(client=acme_client, actor=SYSTEM, kind="demo", parameters={},
+                                 secrets={})
+    Connection.objects.filter(pk=connection.pk).update(last_test_status="queued")
+    page = login(owner).get(f"/clients/{acme_client.pk}/directory/").content.decode()
+    assert 'http-equiv="refresh"' in page and "Queued" in page
+
+
+def test_add_active_directory_stores_the_password_encrypted_and_never_shows_it(
+    login, owner, acme_client
+):
+    browser = login(owner)
+    response = browser.post(f"/clients/{acme_client.pk}/directory/add/active_directory/",
+                            {**AD_FORM, "ca_pem": a_ca_pem()})
+    assert response.status_code == 302
+    connection = Connection.objects.get(client=acme_client)
+    assert connection.secrets() == {"bind_password": "Service-Pa55word"}
+    assert connection.parameters["url"] == "ldaps://dc1.corp.example:636"
+    assert "Service-Pa55word" not in connection.secrets_token
+    edit = browser.get(f"/clients/{acme_client.pk}/directory/{connection.pk}/").content.decode()
+    assert "Service-Pa55word" not in edit
+    assert "Leave empty to keep it" in edit
+    event = AuditEvent.objects.get(action="connection.create")
+    assert "Service-Pa55word" not in str(event.detail)
+    assert event.detail["secrets_changed"] == ["bind_password"]
+
+
+def test_editing_without_a_password_keeps_the_stored_one(login, owner, acme_client):
+    browser = login(owner)
+    browser.post(f"/clients/{acme_client.pk}/directory/add/active_directory/", AD_FORM)
+    connection = Connection.objects.get(client=acme_client)
+    response = browser.post(f"/clients/{acme_client.pk}/directory/{connection.pk}/",
+                            {**AD_FORM, "bind_password": "", "base_dn": "DC=new,DC=example"})
+    assert response.status_code == 302
+    connection.refresh_from_db()
+    assert connection.parameters["base_dn"] == "DC=new,DC=example"
+    assert connection.secrets() == {"bind_password": "Service-Pa55word"}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"url": "ldap://dc1.corp.example"}, "use ldaps:// or tick StartTLS"),
+    ({"url": "http://dc1.corp.example"}, "Enter an ldaps:// or ldap:// URL"),
+    ({"url": "ldaps://dc1:notaport"}, "port in this URL is not a number"),
+    ({"bind_password": "   "}, "cannot be only spaces"),
+    ({"bind_password": ""}, "This field is required"),
+    ({"ca_pem": "not a certificate"}, "not a PEM certificate"),
+    ({"queue": "dir client!"}, "letters, digits, dots"),
+    ({"base_dn": "x" * 10_000}, "at most 512 characters"),
+    ({"bind_user": "svc\x00"}, "Null characters are not allowed"),
+])
+def test_bad_active_directory_input_is_explained(login, owner, acme_client, change, message):
+    response = login(owner).post(f"/clients/{acme_client.pk}/directory/add/active_directory/",
+                                 {**AD_FORM, **change})
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert not Connection.objects.exists()
+
+
+def test_plain_ldap_with_start_tls_is_accepted(login, owner, acme_client):
+    response = login(owner).post(f"/clients/{acme_client.pk}/directory/add/active_directory/",
+                                 {**AD_FORM, "url": "ldap://dc1.corp.example",
+                                  "start_tls": "on"})
+    assert response.status_code == 302
+    assert Connection.objects.get().parameters["start_tls"] is True
+
+
+def test_entra_ids_must_be_guids(login, owner, acme_client):
+    browser = login(owner)
+    url = f"/clients/{acme_client.pk}/directory/add/entra/"
+    bad = browser.post(url, {"tenant_id": "contoso", "client_id": "x", "client_secret": "s",
+                             "queue": "directory"})
+    assert b"Enter the ID as a GUID" in bad.content
+    good = browser.post(url, {"tenant_id": "72F988BF-86F1-41AF-91AB-2D7CD011DB47",
+                              "client_id": "00000000-0000-0000-0000-000000000001",
+                              "client_secret": "secret-value", "queue": "directory"})
+    assert good.status_code == 302
+    assert Connection.objects.get().parameters["tenant_id"] == (
+        "72f988bf-86f1-41af-91ab-2d7cd011db47"
+    )
+
+
+def test_another_companys_connection_is_not_found(login, outsider, acme_client):
+    connection = connection_save(client=acme_client, actor=SYSTEM, kind="demo", parameters={},
+                                 secrets={})
+    browser = login(outsider)
+    assert browser.get(f"/clients/{acme_client.pk}/directory/{connection.pk}/").status_code == 404
+    assert browser.get(
+        f"/clients/{acme_client.pk}/directory/add/active_directory/"
+    ).status_code == 404
+
+
+def test_unknown_kind_is_not_found(login, owner, acme_client):
+    response = login(owner).get(f"/clients/{acme_client.pk}/directory/add/ldap-please/")
+    assert response.status_code == 404
