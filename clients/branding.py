@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import re
 import warnings
 from collections.abc import Mapping
@@ -94,21 +95,27 @@ def contrast_ratio(first: str, second: str) -> float:
     return (lighter + 0.05) / (darker + 0.05)
 
 
+def _ratio_shown(ratio: float) -> str:
+    # Rounded down, so a ratio just under 4.5 never reads as "4.5:1, below 4.5:1".
+    return f"{math.floor(ratio * 100) / 100:.2f}"
+
+
 def colour_warnings(*, primary: str, accent: str) -> list[str]:
     """Sentences about colours whose text would fall below WCAG AA (4.5:1)."""
     found = []
     ratio = contrast_ratio(primary, "#ffffff")
     if ratio < WCAG_AA_TEXT:
         found.append(
-            f"White text on the primary colour {primary} has a contrast of {ratio:.1f}:1, "
-            "below the 4.5:1 that WCAG AA asks for. Buttons and headings will be hard to "
-            "read: choose a darker primary colour."
+            f"White text on the primary colour {primary} has a contrast of "
+            f"{_ratio_shown(ratio)}:1, below the 4.5:1 that WCAG AA asks for. Buttons and "
+            "headings will be hard to read: choose a darker primary colour."
         )
     ratio = contrast_ratio(accent, "#ffffff")
     if ratio < WCAG_AA_TEXT:
         found.append(
-            f"Links in the accent colour {accent} on white have a contrast of {ratio:.1f}:1, "
-            "below the 4.5:1 that WCAG AA asks for: choose a darker accent colour."
+            f"Links in the accent colour {accent} on white have a contrast of "
+            f"{_ratio_shown(ratio)}:1, below the 4.5:1 that WCAG AA asks for: choose a darker "
+            "accent colour."
         )
     return found
 

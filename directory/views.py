@@ -33,7 +33,7 @@ def _connection(request: ConsoleRequest, client_id: int, connection_id: int) -> 
 @console_view()
 def client_directory(request: ConsoleRequest, client_id: int) -> HttpResponse:
     client = _client(request, client_id)
-    connections = list(client.connections.all())
+    connections = list(Connection.objects.filter(client=client))
     kinds = {c.kind for c in connections}
     return render(request, "directory/client_directory.html", {
         "section": "clients", "client": client, "connections": connections,
@@ -64,7 +64,7 @@ def connection_add(request: ConsoleRequest, client_id: int, kind: str) -> HttpRe
     form_class = FORMS.get(kind)
     if form_class is None:
         raise Http404("No such kind of directory.")
-    if client.connections.filter(kind=kind).exists():
+    if Connection.objects.filter(client=client, kind=kind).exists():
         messages.error(request, "This client already has a connection of this kind: edit it.")
         return redirect("client-directory", client_id=client.pk)
     form = form_class(request.POST or None, request.FILES or None)

@@ -41,7 +41,7 @@ class Command(BaseCommand):
         client = Client.objects.filter(company=company, name=DEMO_CLIENT).first()
         if client is None:
             client = client_create(company=company, actor=SYSTEM, name=DEMO_CLIENT)
-        connection = client.connections.filter(kind=Connection.Kind.DEMO).first()
+        connection = Connection.objects.filter(client=client, kind=Connection.Kind.DEMO).first()
         if connection is None:
             connection = connection_save(client=client, actor=SYSTEM, kind="demo",
                                          parameters={}, secrets={})
