@@ -148,7 +148,8 @@ class EntraForm(ConnectionFormBase):
     client_id = forms.CharField(
         max_length=36, label="Application (client) ID",
         help_text="The app registration Blink uses. It needs the Graph application "
-        "permissions User.ReadWrite.All, Directory.Read.All and AuditLog.Read.All.",
+        "permissions Directory.Read.All, User-PasswordProfile.ReadWrite.All and, for lockout "
+        "monitoring, AuditLog.Read.All (with an Entra ID P1 or P2 licence).",
     )
     client_secret = forms.CharField(
         max_length=512, label="Client secret", strip=False,

@@ -1,0 +1,746 @@
+"""Entra ID (Azure AD) over msal and Microsoft Graph v1.0.
+
+The adapter signs in as the client's app registration with the client-credentials grant
+(msal caches the token; a Graph 401 drops it and retries once) and talks to Graph through a
+``requests.Session`` it owns: ``trust_env=False`` so REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE and
+proxy variables never override the connection's own CA, a timeout on every call, and the same
+session handed to msal. The session and the msal app are created on first use, never at
+import (Celery forks its workers after importing), and again in a forked child.
+
+Graph application permissions the app needs (with admin consent):
+
+- Directory.Read.All: users, groups, transitive members, role assignments (snapshot,
+  get_user, is_protected);
+- User-PasswordProfile.ReadWrite.All (or User.ReadWrite.All): reset_password;
+- AuditLog.Read.All, and an Entra ID P1/P2 licence in the tenant: locked_out.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import msal
+import requests
+from msal.exceptions import MsalServiceError
+
+from directory.base import (
+    DirectoryError,
+    DirectoryUser,
+    Group,
+    PasswordPolicy,
+    Snapshot,
+)
+
+logger = logging.getLogger(__name__)
+
+# Built-in roles whose holders Blink refuses to reset, by role template id (for built-in roles
+# the unifiedRoleAssignment's roleDefinitionId is the template id). Kept to at most 15 so the
+# snapshot asks for all of them in one `in (...)` filter.
+PRIVILEGED_ROLES: dict[str, str] = {
+    "62e90394-69f5-4237-9190-012177145e10": "Global Administrator",
+    "e8611ab8-c189-46e8-94e1-60213ab1f814": "Privileged Role Administrator",
+    "7be44c8a-adaf-4e2a-84d6-ab2649e08a13": "Privileged Authentication Administrator",
+    "fe930be7-5e62-47db-91af-98c3a49a38b1": "User Administrator",
+    "c4e39bd9-1100-46d3-8c65-fb160da0071f": "Authentication Administrator",
+    "729827e3-9c14-49f7-bb1b-9608f156bbb8": "Helpdesk Administrator",
+    "966707d0-3269-4727-9be2-8c3a10f19b9d": "Password Administrator",
+    "194ae4cb-b126-40b2-bd5b-6091b380977d": "Security Administrator",
+    "29232cdf-9323-42fd-ade2-1d097af3e4de": "Exchange Administrator",
+    "8ac3fc64-6eca-42ea-9e69-59f4c7b60eb2": "Hybrid Identity Administrator",
+    "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3": "Application Administrator",
+    "158c047a-c907-4556-b7ef-446551a6b5f7": "Cloud Application Administrator",
+    "b1be1c3e-b65d-4f19-8427-f6fa0d97feb9": "Conditional Access Administrator",
+    "3a2c62db-5318-420d-8d74-23affee5d9d5": "Intune Administrator",
+}
+
+USER_FIELDS = (
+    "id", "userPrincipalName", "displayName", "givenName", "surname", "mail", "mobilePhone",
+    "accountEnabled", "onPremisesSyncEnabled",
+)
+
+# Entra's smart lockout: sign-ins refused with AADSTS50053 while the account is locked.
+LOCKOUT_ERROR_CODE = 50053
+# A lockout lasts a minute at first and grows with repeated failures; a sign-in refused as
+# locked this recently is taken to mean the account is still locked.
+LOCKOUT_WINDOW = timedelta(minutes=15)
+
+# Throttled requests are retried at most this many times before giving up for now.
+MAX_THROTTLED_ATTEMPTS = 5
+# Graph accepts at most 15 values in one `in (...)` filter.
+FILTER_IN_LIMIT = 15
+
+READ_PERMISSION = "Directory.Read.All"
+ROLES_PERMISSION = "RoleManagement.Read.Directory (or Directory.Read.All)"
+RESET_PERMISSION = "User-PasswordProfile.ReadWrite.All (or User.ReadWrite.All)"
+AUDIT_PERMISSION = "AuditLog.Read.All"
+
+LOCKOUT_UNAVAILABLE = (
+    "Lockout monitoring needs an Entra ID P1 or P2 licence for this tenant; "
+    "Blink will not poll it."
+)
+
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_TOKEN_BAD_SECRET = {7000215, 7000222, 7000216}
+_TOKEN_UNKNOWN_APP = {700016}
+_TOKEN_UNKNOWN_TENANT = {90002}
+_TRANSIENT_TOKEN_ERRORS = {"temporarily_unavailable", "server_error"}
+
+
+@dataclass(frozen=True)
+class EntraSettings:
+    """How to reach one client's Entra tenant.
+
+    ``ca_bundle`` is a PEM file path; empty means requests' default trust store (certifi).
+    """
+
+    tenant_id: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    authority_host: str = "https://login.microsoftonline.com"
+    graph_url: str = "https://graph.microsoft.com/v1.0"
+    ca_bundle: str = ""
+    timeout: float = 15
+    max_retry_wait: float = 60
+    page_size: int = 999
+
+
+class _GraphFailure(Exception):
+    """A Graph answer that is an error after retries; turned into a DirectoryError by callers."""
+
+    def __init__(self, status: int, code: str, message: str, request_id: str) -> None:
+        super().__init__(f"HTTP {status} {code}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+
+    @classmethod
+    def from_response(cls, response: requests.Response) -> _GraphFailure:
+        code, message = "", ""
+        try:
+            error = response.json().get("error") or {}
+            if isinstance(error, dict):
+                code, message = str(error.get("code") or ""), str(error.get("message") or "")
+        except ValueError:
+            pass
+        return cls(response.status_code, code, message,
+                   response.headers.get("request-id", ""))
+
+
+class _MsalHttpClient:
+    """The adapter's session as msal's ``http_client``, with a timeout on every call."""
+
+    def __init__(self, session: requests.Session, timeout: float) -> None:
+        self._session = session
+        self._timeout = timeout
+
+    def get(self, url: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self._timeout)
+        return self._session.get(url, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self._timeout)
+        return self._session.post(url, **kwargs)
+
+    def close(self) -> None:
+        # The adapter owns the session and closes it itself.
+        pass
+
+
+class EntraDirectory:
+    """One client's Entra ID tenant, as Blink uses it (implements ``directory.base.Directory``).
+
+    Entra has no OUs: snapshots carry users and groups only. Users synchronised from
+    on-premises AD (``onPremisesSyncEnabled``) are listed but their passwords are not set here.
+    """
+
+    def __init__(self, settings: EntraSettings) -> None:
+        self.settings = settings
+        self._lock = threading.RLock()
+        self._pid = 0
+        self._session: requests.Session | None = None
+        self._app: Any = None
+        self._token_cache: Any = None
+        # Replaced in tests to observe waits without sleeping.
+        self.sleep: Callable[[float], None] = time.sleep
+
+    # ------------------------------------------------------------------ protocol
+
+    def test_connection(self) -> str:
+        """Sign in and read the tenant's organization; say which tenant was reached."""
+        org = next(self._pages(self._url("organization"), permission=READ_PERMISSION,
+                               params={"$select": "id,displayName"}), {})
+        tenant = org.get("id") or self.settings.tenant_id
+        name = org.get("displayName") or tenant
+        return (f"Connected to the Entra ID tenant “{name}” ({tenant}) "
+                f"as app {self.settings.client_id}.")
+
+    def snapshot(self) -> Snapshot:
+        """Every user and group (members resolved through nesting); Entra has no OUs.
+
+        Calls: the user pages, the group pages, one paged transitiveMembers query per group and
+        one paged role-assignment query for all privileged roles; never one call per user.
+        """
+        top = self._page_size()
+        raw_users = list(self._pages(
+            self._url("users"), permission=READ_PERMISSION,
+            params={"$select": ",".join(USER_FIELDS), "$top": top}))
+        raw_groups = list(self._pages(
+            self._url("groups"), permission=READ_PERMISSION,
+            params={"$select": "id,displayName,description", "$top": top}))
+        members: dict[str, frozenset[str]] = {}
+        for group in raw_groups:
+            members[group["id"]] = self._user_members(group["id"])
+        user_ids = {u["id"] for u in raw_users}
+        protected: set[str] = set()
+        for principal in self._privileged_principals():
+            if principal in user_ids:
+                protected.add(principal)
+            elif principal in members:
+                protected |= members[principal]
+        users = [self._user(u, protected=u["id"] in protected) for u in raw_users]
+        groups = [
+            Group(object_id=g["id"], name=g.get("displayName") or "",
+                  description=g.get("description") or "", member_ids=members[g["id"]])
+            for g in raw_groups
+        ]
+        logger.info("Entra snapshot of tenant %s: %d users (%d protected), %d groups",
+                    self.settings.tenant_id, len(users), len(protected & user_ids), len(groups))
+        return Snapshot(org_units=[], groups=groups, users=users)
+
+    def get_user(self, object_id: str) -> DirectoryUser:
+        """One user by Graph id; ``DirectoryError(code="not_found")`` if there is none."""
+        raw = self._get_user(object_id, USER_FIELDS)
+        return self._user(raw, protected=self.is_protected(object_id))
+
+    def password_policy(self, object_id: str | None = None) -> PasswordPolicy:
+        """Entra's fixed cloud password policy, the same for every cloud user.
+
+        8 to 256 characters, three of the four kinds (lower case, upper case, digits,
+        symbols), checked against the banned-password list; no history for admin resets.
+        Smart lockout locks after 10 failures for at least a minute. Entra does not publish a
+        per-tenant policy through Graph, so nothing is fetched.
+        """
+        return PasswordPolicy(
+            min_length=8, complexity=True, history_length=0, max_length=256,
+            lockout_threshold=10, lockout_duration=timedelta(seconds=60),
+        )
+
+    def reset_password(
+        self, object_id: str, new_password: str, *, must_change: bool = True, unlock: bool = False
+    ) -> None:
+        """Set a new password with one ``PATCH /users/{id}``.
+
+        Refuses, before writing: an empty password, privileged users (``protected``) and users
+        synchronised from on-premises AD (``on_premises``: their password lives there). A reset
+        also clears Entra's smart lockout, so ``unlock`` needs nothing more.
+        """
+        if not new_password or not new_password.strip():
+            raise DirectoryError("The new password is empty; Blink did not send it to Entra ID.",
+                                 permanent=True, code="policy")
+        user = self._get_user(object_id, ("id", "userPrincipalName", "onPremisesSyncEnabled"))
+        # Checked first, so a synced admin is never handed on to the on-premises AD path.
+        if self.is_protected(object_id):
+            raise DirectoryError(
+                f"{user.get('userPrincipalName') or object_id} holds a privileged Entra ID role; "
+                "Blink does not reset passwords of administrators.",
+                permanent=True, code="protected")
+        if user.get("onPremisesSyncEnabled"):
+            raise DirectoryError(
+                f"The password of {user.get('userPrincipalName') or object_id} lives in the "
+                "client's on-premises Active Directory (the account is synchronised to Entra ID); "
+                "reset it through the client's Active Directory connection.",
+                permanent=True, code="on_premises")
+        body = {"passwordProfile": {"password": new_password,
+                                    "forceChangePasswordNextSignIn": must_change}}
+        try:
+            self._request("PATCH", self._url(f"users/{object_id}"), json_body=body)
+        except _GraphFailure as failure:
+            if failure.status == 400 and "password" in failure.message.lower():
+                raise DirectoryError(
+                    "Entra ID refused the new password because it does not meet the tenant's "
+                    "password rules (at least 8 characters with three of upper case, lower case, "
+                    "digits and symbols, and not a banned password); try a different one.",
+                    permanent=True, code="policy") from None
+            raise self._explain(failure, RESET_PERMISSION, "change passwords") from None
+        logger.info("Entra password reset for user %s in tenant %s (must change: %s)",
+                    object_id, self.settings.tenant_id, must_change)
+
+    def unlock(self, object_id: str) -> None:
+        """Not offered by Entra ID: there is no unlock operation in Graph."""
+        raise DirectoryError(
+            "Entra ID has no way to unlock an account on its own: smart lockout ends by itself "
+            "after a short time, and a password reset clears it straight away.",
+            permanent=True, code="not_supported")
+
+    def locked_out(self, object_ids: Iterable[str]) -> dict[str, datetime]:
+        """Which of these users Entra's smart lockout refused recently, with the first refusal.
+
+        One paged query of the tenant's sign-in logs for error 50053 in the last
+        ``LOCKOUT_WINDOW``. A tenant without a P1/P2 licence gets
+        ``DirectoryError(code="lockout_unavailable")``: show monitoring as unavailable.
+        """
+        wanted = set(object_ids)
+        if not wanted:
+            return {}
+        since = datetime.now(UTC) - LOCKOUT_WINDOW
+        params: dict[str, Any] = {
+            "$filter": (f"createdDateTime ge {since:%Y-%m-%dT%H:%M:%SZ} and "
+                        f"status/errorCode eq {LOCKOUT_ERROR_CODE}"),
+            "$top": self._page_size(),
+        }
+        locked: dict[str, datetime] = {}
+        try:
+            for entry in self._pages(self._url("auditLogs/signIns"), params=params,
+                                     permission=AUDIT_PERMISSION, raise_failures=True):
+                user_id = entry.get("userId")
+                at = _parse_time(entry.get("createdDateTime"))
+                if user_id in wanted and at is not None:
+                    locked[user_id] = min(at, locked.get(user_id, at))
+        except _GraphFailure as failure:
+            if failure.code == "Authentication_RequestFromNonPremiumTenantOrB2CTenant":
+                raise DirectoryError(LOCKOUT_UNAVAILABLE, permanent=True,
+                                     code="lockout_unavailable") from None
+            raise self._explain(failure, AUDIT_PERMISSION, "read sign-in logs") from None
+        return locked
+
+    def is_protected(self, object_id: str) -> bool:
+        """Whether the user holds a privileged role, directly or through a role-assignable group.
+
+        Two calls in the common case: the user's groups (transitive) and the active role
+        assignments of the user and its role-assignable groups (15 principals per query).
+        """
+        self._check_id(object_id)
+        try:
+            groups = list(self._pages(
+                self._url(f"users/{object_id}/transitiveMemberOf/microsoft.graph.group"),
+                params={"$select": "id,isAssignableToRole", "$top": self._page_size()},
+                permission=READ_PERMISSION, raise_failures=True))
+        except _GraphFailure as failure:
+            if failure.status == 404:
+                raise self._not_found(object_id) from None
+            raise self._explain(failure, READ_PERMISSION, "read group memberships") from None
+        principals = [object_id] + [g["id"] for g in groups if g.get("isAssignableToRole")]
+        for start in range(0, len(principals), FILTER_IN_LIMIT):
+            chunk = principals[start:start + FILTER_IN_LIMIT]
+            listed = ",".join(f"'{p}'" for p in chunk)
+            for assignment in self._pages(
+                self._url("roleManagement/directory/roleAssignments"),
+                params={"$filter": f"principalId in ({listed})"},
+                permission=ROLES_PERMISSION,
+            ):
+                if assignment.get("roleDefinitionId") in PRIVILEGED_ROLES:
+                    return True
+        return False
+
+    def close(self) -> None:
+        """Close the HTTP session; the next call opens a new one (and signs in again)."""
+        with self._lock:
+            if self._session is not None and self._pid == os.getpid():
+                self._session.close()
+            self._session = None
+            self._app = None
+            self._token_cache = None
+
+    # ------------------------------------------------------------------ reading helpers
+
+    def _get_user(self, object_id: str, fields: Iterable[str]) -> dict[str, Any]:
+        self._check_id(object_id)
+        try:
+            response = self._request("GET", self._url(f"users/{object_id}"),
+                                     params={"$select": ",".join(fields)})
+        except _GraphFailure as failure:
+            if failure.status == 404:
+                raise self._not_found(object_id) from None
+            raise self._explain(failure, READ_PERMISSION, "read users") from None
+        return self._json(response)
+
+    def _user_members(self, group_id: str) -> frozenset[str]:
+        """The users in a group, through nesting (transitiveMembers lists groups too)."""
+        try:
+            return frozenset(
+                m["id"] for m in self._pages(
+                    self._url(f"groups/{group_id}/transitiveMembers"),
+                    permission=READ_PERMISSION, raise_failures=True,
+                    params={"$select": "id", "$top": self._page_size()})
+                if m.get("@odata.type") == "#microsoft.graph.user"
+            )
+        except _GraphFailure as failure:
+            if failure.status == 404:
+                # Deleted since the group list was read: it has no members now.
+                return frozenset()
+            raise self._explain(failure, READ_PERMISSION, "read group members") from None
+
+    def _privileged_principals(self) -> set[str]:
+        """Ids of users and groups with an active assignment of a privileged role."""
+        roles = list(PRIVILEGED_ROLES)
+        principals: set[str] = set()
+        for start in range(0, len(roles), FILTER_IN_LIMIT):
+            listed = ",".join(f"'{r}'" for r in roles[start:start + FILTER_IN_LIMIT])
+            for assignment in self._pages(
+                self._url("roleManagement/directory/roleAssignments"),
+                params={"$filter": f"roleDefinitionId in ({listed})"},
+                permission=ROLES_PERMISSION,
+            ):
+                if assignment.get("principalId"):
+                    principals.add(assignment["principalId"])
+        return principals
+
+    @staticmethod
+    def _user(raw: dict[str, Any], *, protected: bool) -> DirectoryUser:
+        upn = raw.get("userPrincipalName") or ""
+        return DirectoryUser(
+            object_id=raw["id"],
+            username=upn,
+            upn=upn,
+            display_name=raw.get("displayName") or "",
+            given_name=raw.get("givenName") or "",
+            surname=raw.get("surname") or "",
+            email=raw.get("mail") or "",
+            mobile=raw.get("mobilePhone") or "",
+            enabled=raw.get("accountEnabled") is not False,
+            protected=protected,
+            on_premises_sync=bool(raw.get("onPremisesSyncEnabled")),
+        )
+
+    def _check_id(self, object_id: str) -> None:
+        # Graph ids are GUIDs; anything else could not name a user and must not reach a URL
+        # path or a $filter.
+        if not isinstance(object_id, str) or not _GUID.fullmatch(object_id):
+            raise self._not_found(object_id)
+
+    def _not_found(self, object_id: str) -> DirectoryError:
+        return DirectoryError(
+            f"No user with id {object_id!r} exists in the Entra ID tenant "
+            f"{self.settings.tenant_id}; it may have been deleted.",
+            permanent=True, code="not_found")
+
+    def _page_size(self) -> int:
+        return max(1, min(int(self.settings.page_size), 999))
+
+    def _url(self, path: str) -> str:
+        return f"{self.settings.graph_url.rstrip('/')}/{path}"
+
+    # ------------------------------------------------------------------ HTTP and tokens
+
+    def _http(self) -> requests.Session:
+        with self._lock:
+            if self._session is None or self._pid != os.getpid():
+                # A forked child must not share its parent's sockets or msal app.
+                session = requests.Session()
+                session.trust_env = False
+                session.verify = self.settings.ca_bundle or True
+                session.headers["User-Agent"] = "Blink (Entra ID adapter)"
+                self._session, self._pid = session, os.getpid()
+                self._app = None
+                self._token_cache = None
+            return self._session
+
+    def _client(self) -> Any:
+        """The msal app, built on first use (its construction fetches the tenant's metadata)."""
+        session = self._http()
+        with self._lock:
+            if self._app is not None:
+                return self._app
+            tenant = self.settings.tenant_id.strip()
+            if not tenant or not re.fullmatch(r"[A-Za-z0-9.-]+", tenant):
+                raise DirectoryError(
+                    "The tenant id on this connection is not valid: use the Directory (tenant) "
+                    "ID GUID or the tenant's .onmicrosoft.com domain.",
+                    permanent=True, code="tenant_not_found")
+            authority = f"{self.settings.authority_host.rstrip('/')}/{tenant}"
+            cache = msal.TokenCache()
+            try:
+                app = msal.ConfidentialClientApplication(
+                    self.settings.client_id,
+                    client_credential=self.settings.client_secret,
+                    authority=authority,
+                    token_cache=cache,
+                    http_client=_MsalHttpClient(session, self.settings.timeout),
+                    # Tenant metadata comes straight from the authority host: no detour to
+                    # login.microsoftonline.com's instance discovery.
+                    instance_discovery=False,
+                )
+            except ValueError as exc:
+                raise self._authority_error(str(exc)) from None
+            except MsalServiceError:
+                raise self._sign_in_unavailable() from None
+            except (requests.RequestException, OSError) as exc:
+                raise self._network_error(exc, self.settings.authority_host) from None
+            self._app, self._token_cache = app, cache
+            return app
+
+    def _scope(self) -> str:
+        parts = urlsplit(self.settings.graph_url)
+        return f"{parts.scheme}://{parts.netloc}/.default"
+
+    def _token(self) -> str:
+        app = self._client()
+        try:
+            result = app.acquire_token_for_client(scopes=[self._scope()])
+        except (requests.RequestException, OSError) as exc:
+            raise self._network_error(exc, self.settings.authority_host) from None
+        except (MsalServiceError, ValueError):
+            # msal raises these for a 5xx or a non-JSON answer from the token endpoint.
+            raise self._sign_in_unavailable() from None
+        if isinstance(result, dict) and result.get("access_token"):
+            return str(result["access_token"])
+        raise self._token_error(result if isinstance(result, dict) else {})
+
+    def _drop_token(self) -> None:
+        with self._lock:
+            cache = self._token_cache
+            if cache is None:
+                return
+            for item in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
+                cache.remove_at(item)
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
+    ) -> requests.Response:
+        """One Graph call: bearer token, 429/503 retried per Retry-After, one token refresh.
+
+        Returns 2xx answers; raises ``_GraphFailure`` for other Graph errors and
+        ``DirectoryError`` for network, TLS, token and throttling failures.
+        """
+        refreshed = False
+        throttled = 0
+        waited = 0.0
+        while True:
+            headers = {"Authorization": f"Bearer {self._token()}", "Accept": "application/json"}
+            try:
+                response = self._http().request(method, url, params=params, json=json_body,
+                                                 headers=headers, timeout=self.settings.timeout)
+            except (requests.RequestException, OSError) as exc:
+                raise self._network_error(exc, self.settings.graph_url) from None
+            status = response.status_code
+            if status == 401 and not refreshed:
+                # Expired or revoked before msal's clock said so: sign in again, once.
+                logger.info("Graph refused the token for tenant %s; getting a new one",
+                            self.settings.tenant_id)
+                refreshed = True
+                self._drop_token()
+                continue
+            if status in (429, 503):
+                throttled += 1
+                delay = _retry_after(response, throttled)
+                budget = self.settings.max_retry_wait
+                if throttled >= MAX_THROTTLED_ATTEMPTS or waited + delay > budget:
+                    logger.warning("Graph throttled tenant %s (%s %s answered %d); giving up",
+                                   self.settings.tenant_id, method, urlsplit(url).path, status)
+                    raise DirectoryError(
+                        f"Microsoft Graph is busy or throttling Blink for this tenant (HTTP "
+                        f"{status}); Blink will try again later.",
+                        permanent=False, code="throttled")
+                logger.info("Graph throttled tenant %s (%d); retrying in %.1f s",
+                            self.settings.tenant_id, status, delay)
+                self.sleep(delay)
+                waited += delay
+                continue
+            if status >= 400:
+                failure = _GraphFailure.from_response(response)
+                logger.info("Graph answered %d %s for %s %s in tenant %s (request-id %s)",
+                            status, failure.code, method, urlsplit(url).path,
+                            self.settings.tenant_id, failure.request_id)
+                raise failure
+            return response
+
+    def _pages(
+        self,
+        url: str,
+        *,
+        permission: str,
+        params: dict[str, Any] | None = None,
+        raise_failures: bool = False,
+    ) -> Iterator[dict[str, Any]]:
+        """Every item of a Graph collection, following ``@odata.nextLink`` to the end.
+
+        Graph failures become DirectoryErrors unless ``raise_failures`` (the caller maps them).
+        """
+        origin = _origin(self.settings.graph_url)
+        next_url: str | None = url
+        next_params = params
+        while next_url:
+            try:
+                response = self._request("GET", next_url, params=next_params)
+            except _GraphFailure as failure:
+                if raise_failures:
+                    raise
+                raise self._explain(failure, permission, "read the directory") from None
+            body = self._json(response)
+            yield from body.get("value") or []
+            next_url = body.get("@odata.nextLink")
+            # The link already carries every query option.
+            next_params = None
+            if next_url and _origin(next_url) != origin:
+                # Never send the tenant's token anywhere but the configured Graph host.
+                raise DirectoryError(
+                    "Microsoft Graph answered with a next-page link to another host; Blink "
+                    "stopped reading rather than send its token there.",
+                    permanent=True, code="bad_response")
+
+    @staticmethod
+    def _json(response: requests.Response) -> dict[str, Any]:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise DirectoryError(
+                "Microsoft Graph sent an answer Blink could not read; try again later.",
+                permanent=False, code="bad_response")
+        return body
+
+    # ------------------------------------------------------------------ errors as sentences
+
+    def _explain(self, failure: _GraphFailure, permission: str, action: str) -> DirectoryError:
+        tenant = self.settings.tenant_id
+        if failure.status == 401:
+            return DirectoryError(
+                f"Microsoft Graph refused Blink's access token for tenant {tenant} even after a "
+                "fresh sign-in; check that the app registration belongs to this tenant.",
+                permanent=True, code="bad_credentials")
+        if failure.code == "Authentication_RequestFromNonPremiumTenantOrB2CTenant":
+            return DirectoryError(LOCKOUT_UNAVAILABLE, permanent=True,
+                                  code="lockout_unavailable")
+        if failure.status == 403:
+            return DirectoryError(
+                f"Blink's app registration is not allowed to {action} in tenant {tenant}: grant "
+                f"it the Microsoft Graph application permission {permission} and have an "
+                "administrator consent to it.",
+                permanent=True, code="insufficient_rights")
+        if failure.status == 404:
+            return DirectoryError(
+                f"Microsoft Graph found nothing at that address in tenant {tenant}; the object "
+                "may have been deleted.", permanent=True, code="not_found")
+        if failure.status >= 500:
+            return DirectoryError(
+                f"Microsoft Graph had a problem (HTTP {failure.status}); Blink will try again "
+                "later.", permanent=False, code="unavailable")
+        return DirectoryError(
+            f"Microsoft Graph refused the request (HTTP {failure.status}"
+            f"{', ' + failure.code if failure.code else ''}); Blink's request did not change "
+            "anything.", permanent=True, code="bad_request")
+
+    def _token_error(self, result: dict[str, Any]) -> DirectoryError:
+        codes = set(result.get("error_codes") or [])
+        error = str(result.get("error") or "")
+        tenant, client = self.settings.tenant_id, self.settings.client_id
+        logger.warning("Entra sign-in failed for app %s in tenant %s: %s %s",
+                       client, tenant, error, sorted(codes))
+        if codes & _TOKEN_BAD_SECRET or error == "invalid_client":
+            return DirectoryError(
+                f"Entra ID rejected the client secret of app {client}: it is wrong or has "
+                "expired. Create a new client secret for Blink's app registration and enter its "
+                "Value (not its Secret ID) on this connection.",
+                permanent=True, code="bad_credentials")
+        if codes & _TOKEN_UNKNOWN_APP:
+            return DirectoryError(
+                f"No app registration with client id {client} exists in tenant {tenant}; check "
+                "the Application (client) ID on this connection and that the app is consented "
+                "in this tenant.", permanent=True, code="bad_credentials")
+        if codes & _TOKEN_UNKNOWN_TENANT or error == "invalid_tenant":
+            return self._tenant_not_found()
+        if error in _TRANSIENT_TOKEN_ERRORS:
+            return self._sign_in_unavailable()
+        first = min(codes) if codes else None
+        return DirectoryError(
+            f"Entra ID refused to sign Blink's app {client} in to tenant {tenant} "
+            f"({error or 'unknown error'}{f', AADSTS{first}' if first else ''}).",
+            permanent=True, code="bad_credentials")
+
+    def _sign_in_unavailable(self) -> DirectoryError:
+        logger.warning("Entra sign-in service unavailable for tenant %s", self.settings.tenant_id)
+        return DirectoryError(
+            f"Entra ID's sign-in service at {urlsplit(self.settings.authority_host).netloc} is "
+            "busy or unavailable; Blink will try again later.",
+            permanent=False, code="unavailable")
+
+    def _tenant_not_found(self) -> DirectoryError:
+        return DirectoryError(
+            f"Entra ID has no tenant {self.settings.tenant_id}; check the Directory (tenant) ID "
+            "on this connection.", permanent=True, code="tenant_not_found")
+
+    def _authority_error(self, text: str) -> DirectoryError:
+        if "AADSTS90002" in text or "invalid_tenant" in text:
+            return self._tenant_not_found()
+        logger.warning("Entra authority %s could not be used: %s", self.settings.authority_host,
+                       text[:300])
+        return DirectoryError(
+            f"Blink could not read the sign-in settings of tenant {self.settings.tenant_id} from "
+            f"{self.settings.authority_host}; check the tenant id and the authority address.",
+            permanent=True, code="tenant_not_found")
+
+    def _network_error(self, exc: BaseException, address: str) -> DirectoryError:
+        host = urlsplit(address).netloc or address
+        if isinstance(exc, requests.exceptions.SSLError):
+            trusted = ("the CA certificate configured on this connection"
+                       if self.settings.ca_bundle else "the system's trusted authorities")
+            return DirectoryError(
+                f"Blink could not verify the TLS certificate of {host} against {trusted}; "
+                "check the CA certificate on this connection (or the network's TLS inspection).",
+                permanent=True, code="certificate")
+        if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
+            return DirectoryError(
+                f"The address {address} on this connection is not a valid URL.",
+                permanent=True, code="bad_configuration")
+        if isinstance(exc, requests.RequestException):
+            logger.warning("Could not reach %s for tenant %s: %s", host, self.settings.tenant_id,
+                           type(exc).__name__)
+            return DirectoryError(
+                f"Blink could not reach {host}; check the worker's network access. Blink will "
+                "try again later.", permanent=False, code="unreachable")
+        # OSError from requests itself: the CA bundle file cannot be read.
+        return DirectoryError(
+            f"The CA certificate file configured on this connection ({self.settings.ca_bundle}) "
+            "cannot be read.", permanent=True, code="certificate")
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
+def _retry_after(response: requests.Response, attempt: int) -> float:
+    """Seconds Graph asked us to wait; exponential backoff when it did not say."""
+    value = (response.headers.get("Retry-After") or "").strip()
+    if value:
+        if value.isdigit():
+            return float(value)
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            when = None
+        if when is not None:
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return float(2 ** (attempt - 1))
+
+
+def _parse_time(value: Any) -> datetime | None:
+    """Graph's ISO 8601 UTC times, which may carry seven fractional digits."""
+    if not isinstance(value, str):
+        return None
+    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?", value)
+    if not match:
+        return None
+    fraction = (match[2] or "")[:7]
+    zone = match[3] or "Z"
+    moment = datetime.fromisoformat(f"{match[1]}{fraction}{'+00:00' if zone == 'Z' else zone}")
+    return moment.astimezone(UTC)

@@ -1,0 +1,583 @@
+"""The Entra ID adapter, through the real msal and requests, against the local stand-in for
+the Microsoft identity platform and Graph (tests/fakes/graph.py)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import requests
+
+from directory.base import Directory, DirectoryError
+from directory.entra import (
+    LOCKOUT_UNAVAILABLE,
+    MAX_THROTTLED_ATTEMPTS,
+    EntraDirectory,
+    EntraSettings,
+)
+from tests.fakes.graph import (
+    DIRECTORY_READERS,
+    GLOBAL_ADMINISTRATOR,
+    USER_ADMINISTRATOR,
+    FakeGraph,
+    generate_ca,
+    pem,
+)
+
+NEW_PASSWORD = "Tulip-Harbor-42"
+
+
+@pytest.fixture
+def settings(graph_server: FakeGraph) -> EntraSettings:
+    return EntraSettings(
+        tenant_id=graph_server.tenant_id,
+        client_id=graph_server.client_id,
+        client_secret=graph_server.client_secret,
+        authority_host=graph_server.authority_host,
+        graph_url=graph_server.graph_url,
+        ca_bundle=graph_server.ca_bundle,
+        timeout=5,
+        max_retry_wait=5,
+    )
+
+
+@pytest.fixture
+def waits() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def entra(settings: EntraSettings, waits: list[float]) -> Iterator[EntraDirectory]:
+    directory = EntraDirectory(settings)
+    # Throttle waits are recorded rather than slept (one test below really sleeps).
+    directory.sleep = waits.append
+    yield directory
+    directory.close()
+
+
+@pytest.fixture
+def make(settings: EntraSettings) -> Iterator[Callable[..., EntraDirectory]]:
+    """Build an adapter with some settings changed; closed after the test."""
+    built: list[EntraDirectory] = []
+
+    def build(**changes: Any) -> EntraDirectory:
+        directory = EntraDirectory(replace(settings, **changes))
+        directory.sleep = lambda seconds: None
+        built.append(directory)
+        return directory
+
+    yield build
+    for directory in built:
+        directory.close()
+
+
+def error_of(call: object, *args: object, **kwargs: object) -> DirectoryError:
+    with pytest.raises(DirectoryError) as caught:
+        call(*args, **kwargs)  # type: ignore[operator]
+    return caught.value
+
+
+# ---------------------------------------------------------------------------- shape
+
+
+def test_it_is_a_directory_and_opens_nothing_until_used(
+    graph_server: FakeGraph, settings: EntraSettings
+) -> None:
+    directory = EntraDirectory(settings)
+    assert isinstance(directory, Directory)
+    assert graph_server.requests == []
+
+
+def test_settings_never_show_the_client_secret(settings: EntraSettings) -> None:
+    assert settings.client_secret not in repr(settings)
+
+
+def test_test_connection_names_the_tenant(graph_server: FakeGraph, entra: EntraDirectory) -> None:
+    sentence = entra.test_connection()
+    assert "Globex Corporation" in sentence
+    assert graph_server.tenant_id in sentence
+
+
+def test_password_policy_is_entras_cloud_policy(entra: EntraDirectory) -> None:
+    policy = entra.password_policy()
+    assert (policy.min_length, policy.complexity, policy.max_length) == (8, True, 256)
+
+
+# ---------------------------------------------------------------------------- snapshot
+
+
+def test_snapshot_follows_next_links_through_every_page(
+    graph_server: FakeGraph, entra: EntraDirectory
+) -> None:
+    seeded = graph_server.data.add_users(2500)
+    jo = graph_server.data.add_user("jo@globex.example", display_name="Jo Bloggs",
+                                     given_name="Jo", surname="Bloggs", mail="jo@globex.example",
+                                     mobile="+44 7700 900123", enabled=False)
+    synced = graph_server.data.add_user("sam@globex.example", synced=True)
+
+    snapshot = entra.snapshot()
+
+    assert snapshot.org_units == []
+    by_id = {u.object_id: u for u in snapshot.users}
+    assert set(by_id) == {u["id"] for u in seeded} | {jo["id"], synced["id"]}
+    pages = graph_server.graph_requests("GET", "/v1.0/users")
+    assert len(pages) == 3
+    assert [p.query["$top"] for p in pages] == ["999"] * 3
+    assert "$skiptoken" not in pages[0].query
+    assert all("$skiptoken" in p.query for p in pages[1:])
+    assert "onPremisesSyncEnabled" in pages[0].query["$select"]
+    bloggs = by_id[jo["id"]]
+    assert (bloggs.username, bloggs.upn, bloggs.display_name, bloggs.given_name,
+            bloggs.surname, bloggs.email, bloggs.mobile, bloggs.enabled) == (
+        "jo@globex.example", "jo@globex.example", "Jo Bloggs", "Jo", "Bloggs",
+        "jo@globex.example", "+44 7700 900123", False)
+    assert by_id[synced["id"]].on_premises_sync is True
+    assert by_id[jo["id"]].on_premises_sync is False
+
+
+def test_snapshot_resolves_nested_group_members_to_users(
+    graph_server: FakeGraph, entra: EntraDirectory
+) -> None:
+    ann, bob, cy, dee = (graph_server.data.add_user(f"{n}@globex.example")["id"]
+                         for n in ("ann", "bob", "cy", "dee"))
+    inner = graph_server.data.add_group("Night shift", [cy])
+    middle = graph_server.data.add_group("Support", [bob, inner["id"]])
+    outer = graph_server.data.add_group("Everyone", [ann, middle["id"]],
+                                        description="All staff")
+    graph_server.data.add_group("Empty")
+
+    groups = {g.name: g for g in entra.snapshot().groups}
+
+    assert groups["Everyone"].member_ids == {ann, bob, cy}
+    assert groups["Everyone"].description == "All staff"
+    assert groups["Support"].member_ids == {bob, cy}
+    assert groups["Night shift"].member_ids == {cy}
+    assert groups["Empty"].member_ids == frozenset()
+    assert dee not in groups["Everyone"].member_ids
+    assert outer["id"] == groups["Everyone"].object_id
+
+
+def test_snapshot_pages_large_groups(
+    graph_server: FakeGraph, make: Callable[..., EntraDirectory]
+) -> None:
+    members = [u["id"] for u in graph_server.data.add_users(250)]
+    big = graph_server.data.add_group("Big", members)
+    directory = make(page_size=100)
+
+    groups = directory.snapshot().groups
+
+    assert groups[0].member_ids == set(members)
+    assert len(graph_server.graph_requests(
+        "GET", f"/v1.0/groups/{big['id']}/transitiveMembers")) == 3
+
+
+def test_snapshot_flags_privileged_users_with_one_role_query(
+    graph_server: FakeGraph, entra: EntraDirectory
+) -> None:
+    data = graph_server.data
+    data.add_users(30)
+    direct = data.add_user("ga@globex.example")["id"]
+    via_group = data.add_user("ua@globex.example")["id"]
+    reader = data.add_user("reader@globex.example")["id"]
+    admins = data.add_group("User admins", [via_group], role_assignable=True)
+    data.assign_role(direct, GLOBAL_ADMINISTRATOR)
+    data.assign_role(admins["id"], USER_ADMINISTRATOR)
+    data.assign_role(reader, DIRECTORY_READERS)
+
+    snapshot = entra.snapshot()
+
+    assert {u.object_id for u in snapshot.users if u.protected} == {direct, via_group}
+    assert len(graph_server.graph_requests(
+        "GET", "/v1.0/roleManagement/directory/roleAssignments")) == 1
+
+
+def test_is_protected_follows_role_assignable_groups(
+    graph_server: FakeGraph, entra: EntraDirectory
+) -> None:
+    data = graph_server.data
+    direct = data.add_user("ga@globex.example")["id"]
+    via_group = data.add_user("ua@globex.example")["id"]
+    plain = data.add_user("plain@globex.example")["id"]
+    admins = data.add_group("User admins", [via_group], role_assignable=True)
+    data.add_group("Staff", [direct, via_group, plain])
+    data.assign_role(direct, GLOBAL_ADMINISTRATOR)
+    data.assign_role(admins["id"], USER_ADMINISTRATOR)
+
+    assert entra.is_protected(direct) is True
+    assert entra.is_protected(via_group) is True
+    assert entra.is_protected(plain) is False
+    assert entra.get_user(via_group).protected is True
+
+
+def test_get_user_of_an_unknown_id_is_not_found(
+    graph_server: FakeGraph, entra: EntraDirectory
+) -> None:
+    error = error_of(entra.get_user, str(uuid.uuid4()))
+    assert (error.code, error.permanent) == ("not_found", True)
+    before = len(graph_server.requests)
+    for bad in ["../groups", "x' or principalId eq 'y", f"urn:uuid:{uuid.uuid4()}"]:
+        assert error_of(entra.get_user, bad).code == "not_found"
+        assert error_of(entra.is_protected, bad).code == "not_found"
+    assert len(graph_server.requests) == before
+
+
+# ---------------------------------------------------------------------------- throttling, tokens
+
+
+def test_throttled_request_waits_for_retry_after_then_succeeds(
+    graph_server: FakeGraph, entra: EntraDirectory, waits: list[float]
+) -> None:
+    graph_server.data.add_users(5)
+    graph_server.throttle(1, status=429, retry_after="1")
+
+    assert len(entra.snapshot().users) == 5
+    assert waits == [1.0]
+    statuses = [r.status for r in graph_server.graph_requests("GET", "/v1.0/users")]
+    assert statuses == [429, 200]
+
+
+def test_service_unavailable_is_retried_after_a_real_wait(
+    graph_server: FakeGraph, settings: EntraSettings
+) -> None:
+    graph_server.data.add_users(2)
+    graph_server.throttle(1, status=503, retry_after="1")
+    directory = EntraDirectory(settings)
+    started = time.monotonic()
+
+    assert len(directory.snapshot().users) == 2
+    assert time.monotonic() - started >= 1
+    directory.close()
+
+
+def test_throttling_beyond_the_attempt_cap_is_a_temporary_error(
+    graph_server: FakeGraph, entra: EntraDirectory, waits: list[float]
+) -> None:
+    graph_server.throttle(50, status=429, retry_after="0")
+
+    error = error_of(entra.snapshot)
+
+    assert (error.code, error.permanent) == ("throttled", False)
+    assert "try again later" in error.message
+    assert len(graph_server.graph_requests()) == MAX_THROTTLED_ATTEMPTS
+
+
+def test_a_retry_after_longer_than_the_cap_gives_up_without_waiting(
+    graph_server: FakeGraph, entra: EntraDirectory, waits: list[float]
+) -> None:
+    graph_server.throttle(1, status=429, retry_after="120")
+
+    error = error_of(entra.snapshot)
+
+    assert (error.code, error.permanent) == ("throttled", False)
+    assert waits == []
+
+
+def test_a_token_revoked_mid_snapshot_is_refreshed_once(
+    graph_server: FakeGraph, entra: EntraDirectory
+) -> None:
+    graph_server.data.add_users(2500)
+    graph_server.knobs.revoke_tokens_after = 1  # the first page succeeds, the second gets 401
+
+    assert len(entra.snapshot().users) == 2500
+    assert len(graph_server.token_requests()) == 2
+    assert [r.status for r in graph_server.graph_requests("GET", "/v1.0/users")] == [
+        200, 401, 200, 200]
+
+
+def test_the_token_is_cached_between_calls(
+    graph_server: FakeGraph, entra: EntraDirectory
+) -> None:
+    user = graph_server.data.add_user("jo@globex.example")["id"]
+    entra.get_user(user)
+    entra.get_user(user)
+    assert len(graph_server.token_requests()) == 1
+
+
+# ---------------------------------------------------------------------------- sign-in errors
+
+
+def test_a_wrong_client_secret_is_a_sentence(graph_server: FakeGraph,
+                                             make: Callable[..., EntraDirectory]) -> None:
+    wrong = "not-the-secret-" + uuid.uuid4().hex
+    error = error_of(make(client_secret=wrong).test_connection)
+    assert (error.code, error.permanent) == ("bad_credentials", True)
+    assert "client secret" in error.message
+    assert wrong not in error.message
+    assert graph_server.client_secret not in error.message
+
+
+def test_an_unknown_client_id_is_a_sentence(make: Callable[..., EntraDirectory]) -> None:
+    error = error_of(make(client_id=str(uuid.uuid4())).test_connection)
+    assert (error.code, error.permanent) == ("bad_credentials", True)
+    assert "Application (client) ID" in error.message
+
+
+def test_an_unknown_tenant_is_a_sentence(make: Callable[..., EntraDirectory]) -> None:
+    tenant = str(uuid.uuid4())
+    error = error_of(make(tenant_id=tenant).test_connection)
+    assert (error.code, error.permanent) == ("tenant_not_found", True)
+    assert tenant in error.message
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_busy_sign_in_service_is_temporary(
+    graph_server: FakeGraph, make: Callable[..., EntraDirectory], status: int
+) -> None:
+    graph_server.throttle_tokens(1, status=status)
+    error = error_of(make().test_connection)
+    assert (error.code, error.permanent) == ("unavailable", False)
+    assert "try again later" in error.message
+
+
+def test_an_unreachable_host_is_temporary(make: Callable[..., EntraDirectory]) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    error = error_of(make(authority_host=f"https://127.0.0.1:{port}").test_connection)
+    assert (error.code, error.permanent) == ("unreachable", False)
+    assert f"127.0.0.1:{port}" in error.message
+
+
+# ---------------------------------------------------------------------------- TLS
+
+
+def test_a_wrong_ca_bundle_is_a_certificate_sentence(
+    make: Callable[..., EntraDirectory], tmp_path
+) -> None:
+    _, other_ca = generate_ca("Somebody else's CA")
+    bundle = tmp_path / "other-ca.pem"
+    bundle.write_bytes(pem(other_ca))
+
+    error = error_of(make(ca_bundle=str(bundle)).test_connection)
+
+    assert (error.code, error.permanent) == ("certificate", True)
+    assert "certificate" in error.message
+
+
+def test_the_environments_ca_bundle_variables_are_ignored(
+    graph_server: FakeGraph, entra: EntraDirectory, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    bogus = str(tmp_path / "no-such-bundle.pem")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", bogus)
+    monkeypatch.setenv("CURL_CA_BUNDLE", bogus)
+    # What the adapter avoids: a session that trusts the environment loses its own CA.
+    trusting = requests.Session()
+    trusting.verify = graph_server.ca_bundle
+    with pytest.raises(OSError, match="invalid path"):
+        trusting.get(f"{graph_server.graph_url}/organization", timeout=5)
+    trusting.close()
+
+    assert "Globex Corporation" in entra.test_connection()
+
+
+def test_next_links_to_another_host_are_not_followed(
+    graph_server: FakeGraph, make: Callable[..., EntraDirectory]
+) -> None:
+    graph_server.data.add_users(3)
+    graph_server.knobs.next_link_origin = "https://attacker.example"
+    directory = make(page_size=2)
+
+    error = error_of(directory.snapshot)
+
+    assert (error.code, error.permanent) == ("bad_response", True)
+    assert len(graph_server.graph_requests("GET", "/v1.0/users")) == 1
+
+
+# ---------------------------------------------------------------------------- reset_password
+
+
+def test_reset_password_patches_the_password_profile(
+    graph_server: FakeGraph, entra: EntraDirectory
+) -> None:
+    user = graph_server.data.add_user("jo@globex.example")["id"]
+
+    entra.reset_password(user, NEW_PASSWORD)
+
+    (patch,) = graph_server.graph_requests("PATCH")
+    assert patch.path == f"/v1.0/users/{user}"
+    assert patch.status == 204
+    assert patch.body == {"passwordProfile": {"password": "<redacted>",
+                                              "forceChangePasswordNextSignIn": True}}
+    assert graph_server.data.passwords_set[user] == [
+        {"password": NEW_PASSWORD, "forceChangePasswordNextSignIn": True}]
+
+
+def test_reset_password_without_must_change(graph_server: FakeGraph,
+                                            entra: EntraDirectory) -> None:
+    user = graph_server.data.add_user("jo@globex.example")["id"]
+    entra.reset_password(user, NEW_PASSWORD, must_change=False, unlock=True)
+    assert graph_server.data.passwords_set[user][0]["forceChangePasswordNextSignIn"] is False
+
+
+def test_a_synced_users_password_is_not_reset_in_entra(
+    graph_server: FakeGraph, entra: EntraDirectory
+) -> None:
+    user = graph_server.data.add_user("sam@globex.example", synced=True)["id"]
+
+    error = error_of(entra.reset_password, user, NEW_PASSWORD)
+
+    assert (error.code, error.permanent) == ("on_premises", True)
+    assert "on-premises Active Directory" in error.message
+    assert "Active Directory connection" in error.message
+    assert graph_server.graph_requests("PATCH") == []
+
+
+def test_a_privileged_users_password_is_not_reset(
+    graph_server: FakeGraph, entra: EntraDirectory
+) -> None:
+    user = graph_server.data.add_user("ga@globex.example", synced=True)["id"]
+    graph_server.data.assign_role(user, GLOBAL_ADMINISTRATOR)
+
+    error = error_of(entra.reset_password, user, NEW_PASSWORD)
+
+    # Protected wins over on-premises, so a synced admin is never routed on to AD.
+    assert (error.code, error.permanent) == ("protected", True)
+    assert graph_server.graph_requests("PATCH") == []
+
+
+def test_a_password_entra_rejects_is_a_policy_sentence(
+    graph_server: FakeGraph, entra: EntraDirectory
+) -> None:
+    user = graph_server.data.add_user("jo@globex.example")["id"]
+    graph_server.knobs.reject_passwords = True
+
+    error = error_of(entra.reset_password, user, NEW_PASSWORD)
+
+    assert (error.code, error.permanent) == ("policy", True)
+    assert error.message.startswith("Entra ID refused the new password")
+    assert NEW_PASSWORD not in error.message
+    assert graph_server.data.passwords_set == {}
+
+
+def test_a_weak_password_fails_entras_own_rules(graph_server: FakeGraph,
+                                                entra: EntraDirectory) -> None:
+    user = graph_server.data.add_user("jo@globex.example")["id"]
+    assert error_of(entra.reset_password, user, "password").code == "policy"
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\t\n"])
+def test_an_empty_password_is_refused_before_any_call(
+    graph_server: FakeGraph, entra: EntraDirectory, blank: str
+) -> None:
+    error = error_of(entra.reset_password, str(uuid.uuid4()), blank)
+    assert error.code == "policy"
+    assert graph_server.requests == []
+
+
+def test_missing_password_permission_names_it(graph_server: FakeGraph,
+                                              entra: EntraDirectory) -> None:
+    user = graph_server.data.add_user("jo@globex.example")["id"]
+    graph_server.knobs.permissions.discard("User-PasswordProfile.ReadWrite.All")
+
+    error = error_of(entra.reset_password, user, NEW_PASSWORD)
+
+    assert (error.code, error.permanent) == ("insufficient_rights", True)
+    assert "User-PasswordProfile.ReadWrite.All" in error.message
+
+
+def test_missing_read_permission_names_it(graph_server: FakeGraph,
+                                          entra: EntraDirectory) -> None:
+    graph_server.knobs.permissions -= {"User.Read.All", "Directory.Read.All"}
+    error = error_of(entra.snapshot)
+    assert (error.code, error.permanent) == ("insufficient_rights", True)
+    assert "Directory.Read.All" in error.message
+
+
+# ---------------------------------------------------------------------------- lockouts
+
+
+def test_locked_out_reads_recent_lockouts_in_one_query(
+    graph_server: FakeGraph, make: Callable[..., EntraDirectory]
+) -> None:
+    data = graph_server.data
+    now = datetime.now(UTC).replace(microsecond=0)
+    ann, bob, cy, dee = (data.add_user(f"{n}@globex.example")["id"]
+                         for n in ("ann", "bob", "cy", "dee"))
+    data.add_sign_in(ann, at=now - timedelta(minutes=3))
+    data.add_sign_in(ann, at=now - timedelta(minutes=1))
+    data.add_sign_in(bob, at=now - timedelta(hours=2))  # long over
+    data.add_sign_in(cy, error_code=50126, at=now)  # a wrong password, not a lockout
+    data.add_sign_in(dee, at=now)  # locked, but not asked about
+    for _ in range(5):  # enough noise to need more than one page
+        data.add_sign_in(str(uuid.uuid4()), at=now)
+    directory = make(page_size=2)
+
+    locked = directory.locked_out([ann, bob, cy])
+
+    assert locked == {ann: now - timedelta(minutes=3)}
+    calls = graph_server.graph_requests("GET", "/v1.0/auditLogs/signIns")
+    assert "status/errorCode eq 50053" in calls[0].query["$filter"]
+    assert all("$skiptoken" in c.query for c in calls[1:])
+    assert len(calls) == 4  # one query, paged: 7 lockouts at 2 a page
+
+
+def test_locked_out_without_a_premium_licence_is_unavailable(
+    graph_server: FakeGraph, entra: EntraDirectory
+) -> None:
+    user = graph_server.data.add_user("jo@globex.example")["id"]
+    graph_server.knobs.premium = False
+
+    error = error_of(entra.locked_out, [user])
+
+    assert (error.code, error.permanent) == ("lockout_unavailable", True)
+    assert error.message == LOCKOUT_UNAVAILABLE
+
+
+def test_locked_out_without_the_audit_permission_names_it(
+    graph_server: FakeGraph, entra: EntraDirectory
+) -> None:
+    graph_server.knobs.permissions.discard("AuditLog.Read.All")
+    error = error_of(entra.locked_out, [str(uuid.uuid4())])
+    assert error.code == "insufficient_rights"
+    assert "AuditLog.Read.All" in error.message
+
+
+def test_locked_out_of_nobody_asks_nothing(graph_server: FakeGraph,
+                                          entra: EntraDirectory) -> None:
+    assert entra.locked_out([]) == {}
+    assert graph_server.requests == []
+
+
+def test_unlock_is_not_offered_by_entra(graph_server: FakeGraph, entra: EntraDirectory) -> None:
+    error = error_of(entra.unlock, str(uuid.uuid4()))
+    assert (error.code, error.permanent) == ("not_supported", True)
+    assert "password reset" in error.message
+    assert graph_server.requests == []
+
+
+# ---------------------------------------------------------------------------- hygiene
+
+
+def test_logs_never_carry_secrets_tokens_or_passwords(
+    graph_server: FakeGraph,
+    make: Callable[..., EntraDirectory],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    user = graph_server.data.add_user("jo@globex.example")["id"]
+    graph_server.knobs.revoke_tokens_after = 0
+    directory = make()
+    directory.reset_password(user, NEW_PASSWORD)
+    graph_server.knobs.reject_passwords = True
+    error_of(directory.reset_password, user, NEW_PASSWORD + "!")
+    error_of(make(client_secret="Wrong~" + NEW_PASSWORD).test_connection)
+
+    assert caplog.records
+    for secret in [graph_server.client_secret, NEW_PASSWORD, *graph_server.tokens]:
+        assert secret not in caplog.text
+
+
+def test_close_then_use_again_opens_a_new_session(
+    graph_server: FakeGraph, entra: EntraDirectory
+) -> None:
+    entra.test_connection()
+    entra.close()
+    assert "Globex Corporation" in entra.test_connection()
+    assert len(graph_server.token_requests()) == 2
