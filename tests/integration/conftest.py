@@ -1,0 +1,179 @@
+"""A real Celery worker on Redis, reading and writing the test database.
+
+The worker is a separate process, so it needs a database server it can reach
+(PostgreSQL, from DATABASE_URL) and sees only committed rows: tests that use it
+take ``transactional_db``. It consumes a Redis database of its own (15 on the
+REDIS_URL server, or on 127.0.0.1:6379), which is emptied first.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import pytest
+import redis
+from django.db import connection
+from pytest_django.fixtures import Settings
+
+from blink.celery import app
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+# Redis databases 0-15 exist by default; 15 is the one the tests may empty.
+TEST_REDIS_DB = 15
+WORKER_READY_SECONDS = 30
+
+
+def broker_url_for_tests() -> str:
+    """The Redis database the worker and the tests share: db 15 of REDIS_URL's server."""
+    parts = urlsplit(os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
+    return urlunsplit(parts._replace(path=f"/{TEST_REDIS_DB}", query="", fragment=""))
+
+
+def _producer_pools_reset() -> None:
+    # Celery keeps the connection and producer pools of the first broker it
+    # published to; forget them so the next message goes to the current broker_url.
+    # (kombu keeps the pools themselves, per URL, and reuses them; closing one
+    # here would break the next use of that URL.)
+    app._pool = None  # type: ignore[attr-defined]
+    app.amqp._producer_pool = None  # type: ignore[attr-defined]
+
+
+@contextmanager
+def publishing_to(broker_url: str) -> Iterator[None]:
+    """Make this process's Celery app send tasks to ``broker_url`` instead of running them."""
+    saved = (app.conf.broker_url, app.conf.task_always_eager)
+    app.conf.update(broker_url=broker_url, task_always_eager=False)
+    _producer_pools_reset()
+    try:
+        yield
+    finally:
+        app.conf.update(broker_url=saved[0], task_always_eager=saved[1])
+        _producer_pools_reset()
+
+
+@dataclass
+class CeleryWorker:
+    process: subprocess.Popen[bytes]
+    nodename: str
+    broker_url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+def _worker_database_url(test_database: str) -> str:
+    """DATABASE_URL with its database swapped for the one pytest-django created."""
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    return urlunsplit(parts._replace(path="/" + quote(test_database)))
+
+
+def _worker_wait_ready(worker: CeleryWorker) -> None:
+    deadline = time.monotonic() + WORKER_READY_SECONDS
+    with publishing_to(worker.broker_url):
+        while time.monotonic() < deadline:
+            if worker.process.poll() is not None:
+                pytest.fail(
+                    f"The Celery worker exited with code {worker.process.returncode} "
+                    f"before it was ready. Its log:\n{worker.log()}"
+                )
+            if app.control.ping(destination=[worker.nodename], timeout=0.5):
+                return
+    pytest.fail(
+        f"The Celery worker did not answer a ping within {WORKER_READY_SECONDS} s. "
+        f"Its log:\n{worker.log()}"
+    )
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(
+    django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CeleryWorker]:
+    """``celery -A blink worker`` on the test broker and the test database, for the session.
+
+    Depending on ``django_db_setup`` makes the worker stop before the test
+    database is dropped (PostgreSQL refuses to drop a database in use).
+    """
+    if connection.vendor != "postgresql" or not os.environ.get("DATABASE_URL"):
+        pytest.skip(
+            "The Celery worker tests need PostgreSQL: the worker is another process and "
+            "must see the test database. Set DATABASE_URL=postgres://postgres@127.0.0.1:5432/blink."
+        )
+    broker_url = broker_url_for_tests()
+    try:
+        redis.Redis.from_url(broker_url, socket_connect_timeout=2).flushdb()
+    except redis.RedisError as error:
+        pytest.skip(f"The Celery worker tests need Redis at {broker_url}: {error}")
+
+    nodename = f"blink-tests-{os.getpid()}@%h"
+    log_path = tmp_path_factory.mktemp("celery") / "worker.log"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": _worker_database_url(connection.settings_dict["NAME"]),
+        "REDIS_URL": broker_url,
+        "PYTHONUNBUFFERED": "1",
+        # tests.settings runs tasks in-process unless it is loaded by this worker.
+        "BLINK_TEST_WORKER": "true",
+    }
+    env.pop("CELERY_BROKER_URL", None)  # it would win over REDIS_URL
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "celery", "-A", "blink", "worker",
+                "--pool=solo", "-Q", "default,directory,sms", "-n", nodename, "--loglevel=INFO",
+                "--without-gossip", "--without-mingle", "--without-heartbeat",
+            ],
+            cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    worker = CeleryWorker(
+        process=process,
+        nodename=nodename.replace("%h", socket.gethostname()),
+        broker_url=broker_url,
+        log_path=log_path,
+    )
+    try:
+        _worker_wait_ready(worker)
+        yield worker
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+        redis.Redis.from_url(broker_url, socket_connect_timeout=2).flushdb()
+
+
+@pytest.fixture
+def celery_worker(
+    celery_worker_process: CeleryWorker, transactional_db: None, settings: Settings
+) -> Iterator[CeleryWorker]:
+    """The running worker, with this process publishing tasks to it for the test.
+
+    The worker sees only committed rows, hence ``transactional_db``.
+    """
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    with publishing_to(celery_worker_process.broker_url):
+        yield celery_worker_process
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Show the worker's log under any failing test that used it."""
+    report = yield
+    worker = getattr(item, "funcargs", {}).get("celery_worker")
+    if report.failed and isinstance(worker, CeleryWorker):
+        report.sections.append(("Celery worker log", worker.log()))
+    return report
