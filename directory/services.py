@@ -154,6 +154,11 @@ def directory_sync(*, connection_id: int, claimed: bool = False) -> dict[str, in
     return counts
 
 
+def _text(value: Any) -> Any:
+    """Directory text without NUL, which AD allows in names and PostgreSQL refuses."""
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+
+
 @transaction.atomic
 def snapshot_apply(*, connection: Connection, snapshot: Snapshot) -> dict[str, int]:
     """Make the connection's ``Entry`` rows match ``snapshot``: add, change, remove.
@@ -182,6 +187,9 @@ def snapshot_apply(*, connection: Connection, snapshot: Snapshot) -> dict[str, i
         }
         parent_dn[key] = user.parent_dn
 
+    wanted = {key: {field: _text(value) for field, value in values.items()}
+              for key, values in wanted.items()}
+    parent_dn = {key: _text(dn) for key, dn in parent_dn.items()}
     existing = {
         (entry.kind, entry.object_id): entry
         for entry in Entry.objects.filter(connection=connection)

@@ -106,3 +106,4 @@ def persona(
     """Each of the four people in turn, signed in: (name, browser)."""
     user = request.getfixturevalue(request.param)
     return request.param, login(user)
+

@@ -50,13 +50,16 @@ def _producer_pools_reset() -> None:
 @contextmanager
 def publishing_to(broker_url: str) -> Iterator[None]:
     """Make this process's Celery app send tasks to ``broker_url`` instead of running them."""
-    saved = (app.conf.broker_url, app.conf.task_always_eager)
     app.conf.update(broker_url=broker_url, task_always_eager=False)
     _producer_pools_reset()
     try:
         yield
     finally:
-        app.conf.update(broker_url=saved[0], task_always_eager=saved[1])
+        # Celery reads Django's settings live; dropping the overrides (rather than
+        # writing back values read mid-test) hands control back to tests.settings.
+        overrides = app.conf.changes or {}
+        for key in ("broker_url", "task_always_eager"):
+            overrides.pop(key, None)
         _producer_pools_reset()
 
 
