@@ -1,10 +1,83 @@
-"""Blink users and their lifecycle; for now the audit trail and worker heartbeats."""
+"""Blink users and their lifecycle, the audit trail and worker heartbeats."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from phonenumber_field.modelfields import PhoneNumberField
+
+
+class BlinkUser(models.Model):
+    """A directory user an admin gave Blink: invited, then active once their phone is verified."""
+
+    class Status(models.TextChoices):
+        NEEDS_EMAIL = "needs_email", "Needs email"
+        INVITED = "invited", "Invited"
+        VERIFYING_PHONE = "verifying_phone", "Verifying phone"
+        ACTIVE = "active", "Active"
+        LEFT_DIRECTORY = "left_directory", "Left directory"
+
+    class EmailStatus(models.TextChoices):
+        NONE = "", "Not sent"
+        QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    client = models.ForeignKey("clients.Client", on_delete=models.CASCADE,
+                               related_name="blink_users")
+    connection = models.ForeignKey("directory.Connection", on_delete=models.CASCADE,
+                                   related_name="blink_users")
+    # The directory's stable id (AD objectGUID, Graph id): names and DNs change, this does not.
+    object_id = models.CharField(max_length=64)
+    username = models.CharField(max_length=256)
+    display_name = models.CharField(max_length=256, blank=True)
+    given_name = models.CharField(max_length=128, blank=True)
+    email = models.EmailField(max_length=254, blank=True)
+    # One phone, one Blink user, across every company: the reply to "Reset" must be unambiguous.
+    phone = PhoneNumberField(null=True, blank=True, unique=True)
+    # The number being verified during activation; it becomes ``phone`` once confirmed.
+    pending_phone = PhoneNumberField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.INVITED)
+    # sha256 of the activation link's token; the token itself is only ever in the email.
+    activation_token_hash = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    activation_expires_at = models.DateTimeField(null=True, blank=True)
+    activation_email_status = models.CharField(max_length=8, choices=EmailStatus.choices,
+                                               blank=True, default=EmailStatus.NONE)
+    activation_email_error = models.CharField(max_length=300, blank=True)
+    activation_email_sent_at = models.DateTimeField(null=True, blank=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    # Self-service is paused after too many wrong codes (SECURITY.md), never the directory account.
+    paused_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["display_name", "username"]
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "object_id"],
+                                    name="blink_user_once_per_directory_user"),
+        ]
+        indexes = [models.Index(fields=["client", "status"])]
+
+    def __str__(self) -> str:
+        return self.display_name or self.username
+
+    def first_name(self) -> str:
+        return self.given_name or (self.display_name or self.username).split(" ")[0]
+
+    def is_active(self) -> bool:
+        return self.status == self.Status.ACTIVE
+
+    def masked_phone(self) -> str:
+        """The phone as admins and logs see it: the last four digits only."""
+        return phone_mask(str(self.phone)) if self.phone else ""
+
+
+def phone_mask(phone: str) -> str:
+    """``+15551234567`` → ``•••• 4567``."""
+    digits = "".join(c for c in phone if c.isdigit())
+    return f"•••• {digits[-4:]}" if len(digits) >= 4 else "••••"
 
 
 class AuditEvent(models.Model):

@@ -257,6 +257,22 @@ STORAGES = {
 PHONENUMBER_DB_FORMAT = "E164"
 PHONENUMBER_DEFAULT_FORMAT = "E164"
 
+# SMS: sms.backends.outbox.SmsBackend (development), .twilio.SmsBackend, .locmem.SmsBackend.
+SMS_BACKEND = env_str("SMS_BACKEND", "sms.backends.outbox.SmsBackend")
+# The Blink number for companies that have not set their own.
+BLINK_SMS_NUMBER = env_str("BLINK_SMS_NUMBER", "+15005550006")
+TWILIO_ACCOUNT_SID = env_str("TWILIO_ACCOUNT_SID")
+TWILIO_AUTH_TOKEN = env_secret("TWILIO_AUTH_TOKEN")
+# Only for pointing the client at a stand-in; production leaves it empty.
+TWILIO_API_BASE = env_str("TWILIO_API_BASE")
+TWILIO_TIMEOUT = env_int("TWILIO_TIMEOUT", default=10, minimum=1)
+if SMS_BACKEND.endswith("twilio.SmsBackend") and not (TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN):
+    raise ImproperlyConfigured(
+        "SMS_BACKEND is Twilio: set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (or _FILE)."
+    )
+# How long an activation link works.
+BLINK_ACTIVATION_HOURS = env_int("BLINK_ACTIVATION_HOURS", default=72, minimum=1)
+
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "sms.outbox.EmailBackend")
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", default=25, minimum=1)

@@ -11,3 +11,11 @@ from blink.services import worker_heartbeat_record
 def worker_heartbeat() -> None:
     """Record that a worker is alive and consuming tasks (beat sends this every 30 s)."""
     worker_heartbeat_record(hostname=socket.gethostname())
+
+
+@shared_task(ignore_result=True)
+def activation_email_send(blink_user_id: int) -> None:
+    """Email a Blink user their activation link; already-sent or removed users are skipped."""
+    from blink.invitations import activation_email_send as send
+
+    send(blink_user_id=blink_user_id)

@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.urls import reverse
 from django.utils import timezone
+from phonenumber_field.modelfields import PhoneNumberField
 
 from clients.branding import HEX_PATTERN
 
@@ -33,6 +34,14 @@ class Company(models.Model):
         max_length=2,
         default="US",
         help_text="Phone numbers typed without a +country code are read as this country's.",
+    )
+    sms_number = PhoneNumberField(
+        blank=True,
+        help_text="The number your users text \u201cReset\u201d to and receive Blink's SMS from.",
+    )
+    messaging_service_sid = models.CharField(
+        max_length=34, blank=True,
+        help_text="A Twilio Messaging Service SID (MG…) to send through instead of the number.",
     )
     created_at = models.DateTimeField(default=timezone.now)
 

@@ -1,0 +1,200 @@
+"""Making directory users Blink users, and the activation email that invites them."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import smtplib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from blink.audit import Actor, audit_record
+from blink.emails import activation_email_render
+from blink.models import BlinkUser
+from clients.models import Branding, Client
+from directory.models import Entry
+
+log = logging.getLogger(__name__)
+
+# A claimed email send older than this was lost with its worker and may be sent again.
+SEND_STALE = timedelta(minutes=5)
+
+
+def activation_token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass
+class InviteResult:
+    invited: list[BlinkUser] = field(default_factory=list)
+    needs_email: list[BlinkUser] = field(default_factory=list)
+    # (name, why) for every ticked user that was not added.
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _queue_activation_email(blink_user: BlinkUser) -> None:
+    from blink.tasks import activation_email_send
+
+    BlinkUser.objects.filter(pk=blink_user.pk).update(
+        activation_email_status=BlinkUser.EmailStatus.QUEUED, activation_email_error=""
+    )
+    transaction.on_commit(lambda: activation_email_send.delay(blink_user.pk))
+
+
+@transaction.atomic
+def blink_user_invite(*, client: Client, actor: Actor, object_ids: Iterable[str]) -> InviteResult:
+    """Make these directory users (snapshot ids) Blink users and email each an invitation.
+
+    Protected, disabled and already-added users are skipped with the reason;
+    users without an email address are added as "needs email".
+    """
+    result = InviteResult()
+    wanted = set(object_ids)
+    entries = Entry.objects.filter(connection__client=client, kind=Entry.Kind.USER,
+                                   object_id__in=wanted).select_related("connection")
+    existing = set(BlinkUser.objects.filter(client=client, object_id__in=wanted)
+                   .values_list("connection_id", "object_id"))
+    for entry in entries:
+        if entry.protected:
+            result.skipped.append((entry.name, "a privileged account; Blink refuses those"))
+            continue
+        if not entry.enabled:
+            result.skipped.append((entry.name, "disabled in the directory"))
+            continue
+        if (entry.connection_id, entry.object_id) in existing:
+            result.skipped.append((entry.name, "already a Blink user"))
+            continue
+        status = BlinkUser.Status.INVITED if entry.email else BlinkUser.Status.NEEDS_EMAIL
+        blink_user = BlinkUser.objects.create(
+            client=client, connection=entry.connection, object_id=entry.object_id,
+            username=entry.username, display_name=entry.name, given_name=entry.given_name,
+            email=entry.email, status=status,
+        )
+        audit_record(company=client.company, actor=actor, client=client,
+                     action="blink_user.invite", target=blink_user.username,
+                     detail={"status": status})
+        if entry.email:
+            _queue_activation_email(blink_user)
+            result.invited.append(blink_user)
+        else:
+            result.needs_email.append(blink_user)
+    return result
+
+
+@transaction.atomic
+def blink_user_reinvite(*, blink_user: BlinkUser, actor: Actor) -> BlinkUser:
+    """Start activation over ("Reset User"): the old link dies, the phone must be verified
+    again, and a new activation email goes out."""
+    blink_user.activation_token_hash = None
+    blink_user.activation_expires_at = None
+    blink_user.phone = None
+    blink_user.pending_phone = None
+    blink_user.activated_at = None
+    blink_user.status = (BlinkUser.Status.INVITED if blink_user.email
+                         else BlinkUser.Status.NEEDS_EMAIL)
+    blink_user.save()
+    audit_record(company=blink_user.client.company, actor=actor, client=blink_user.client,
+                 action="blink_user.reinvite", target=blink_user.username)
+    if blink_user.email:
+        _queue_activation_email(blink_user)
+    return blink_user
+
+
+class PhoneUnavailable(Exception):
+    """The number is already a Blink user's (or otherwise cannot be used)."""
+
+
+@transaction.atomic
+def blink_user_update(
+    *, blink_user: BlinkUser, actor: Actor, email: str, phone: str | None
+) -> BlinkUser:
+    """Change a Blink user's email and, optionally, phone. A user who needed an email is
+    invited as soon as they have one."""
+    before = {"email": blink_user.email, "phone": blink_user.masked_phone()}
+    blink_user.email = email
+    if phone is not None:
+        blink_user.phone = phone or None
+    needs_invite = blink_user.status == BlinkUser.Status.NEEDS_EMAIL and bool(email)
+    if needs_invite:
+        blink_user.status = BlinkUser.Status.INVITED
+    try:
+        with transaction.atomic():
+            blink_user.save()
+    except IntegrityError:
+        raise PhoneUnavailable from None
+    changed = {key: [before[key], value] for key, value in
+               {"email": blink_user.email, "phone": blink_user.masked_phone()}.items()
+               if before[key] != value}
+    if changed:
+        audit_record(company=blink_user.client.company, actor=actor, client=blink_user.client,
+                     action="blink_user.update", target=blink_user.username,
+                     detail={"changed": changed})
+    if needs_invite:
+        _queue_activation_email(blink_user)
+    return blink_user
+
+
+@transaction.atomic
+def blink_user_remove(*, blink_user: BlinkUser, actor: Actor) -> None:
+    """Take Blink away from a user. The directory account is untouched."""
+    audit_record(company=blink_user.client.company, actor=actor, client=blink_user.client,
+                 action="blink_user.remove", target=blink_user.username)
+    blink_user.delete()
+
+
+def activation_email_send(*, blink_user_id: int) -> None:
+    """Mint the activation link and email it (run by a task).
+
+    The token is made here, in the worker, so it never travels through the broker;
+    only its hash is stored. Sending again replaces the link, so an older email's
+    link stops working.
+    """
+    now = timezone.now()
+    claimable = Q(activation_email_status=BlinkUser.EmailStatus.QUEUED) | Q(
+        activation_email_status=BlinkUser.EmailStatus.SENDING,
+        activation_email_sent_at__lt=now - SEND_STALE,
+    )
+    claimed = BlinkUser.objects.filter(claimable, pk=blink_user_id).exclude(email="").update(
+        activation_email_status=BlinkUser.EmailStatus.SENDING, activation_email_sent_at=now
+    )
+    if claimed != 1:
+        return
+    blink_user = BlinkUser.objects.select_related("client__company").get(pk=blink_user_id)
+    company = blink_user.client.company
+    token = secrets.token_urlsafe(32)  # 256 bits
+    BlinkUser.objects.filter(pk=blink_user.pk).update(
+        activation_token_hash=activation_token_hash(token),
+        activation_expires_at=now + timedelta(hours=settings.BLINK_ACTIVATION_HOURS),
+    )
+    branding, _ = Branding.objects.get_or_create(company=company)
+    logo = company.link(branding.logo_url()) if branding.has_logo() else ""
+    rendered = activation_email_render(
+        company=company, branding=branding, first_name=blink_user.first_name(),
+        full_name=str(blink_user), link=company.link(f"/activate/{token}/"), logo_url=logo,
+    )
+    email = EmailMultiAlternatives(rendered.subject, rendered.text, to=[blink_user.email],
+                                   reply_to=[company.support_email] if company.support_email
+                                   else None)
+    email.attach_alternative(rendered.html, "text/html")
+    try:
+        email.send()
+    except (smtplib.SMTPException, OSError) as exc:
+        reason = f"The mail server refused or could not be reached ({type(exc).__name__})."
+        log.warning("activation email for blink user %s failed: %s", blink_user.pk, reason)
+        BlinkUser.objects.filter(pk=blink_user.pk).update(
+            activation_email_status=BlinkUser.EmailStatus.FAILED,
+            activation_email_error=reason, activation_token_hash=None,
+        )
+        return
+    BlinkUser.objects.filter(pk=blink_user.pk).update(
+        activation_email_status=BlinkUser.EmailStatus.SENT, activation_email_sent_at=now
+    )
+    log.info("activation email sent for blink user %s", blink_user.pk)
