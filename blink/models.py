@@ -48,6 +48,9 @@ class BlinkUser(models.Model):
     activation_email_error = models.CharField(max_length=300, blank=True)
     activation_email_sent_at = models.DateTimeField(null=True, blank=True)
     activated_at = models.DateTimeField(null=True, blank=True)
+    last_reset_at = models.DateTimeField(null=True, blank=True)
+    # When the directory last reported the account locked; None when it is not locked.
+    locked_since = models.DateTimeField(null=True, blank=True)
     # Self-service is paused after too many wrong codes (SECURITY.md), never the directory account.
     paused_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
