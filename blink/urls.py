@@ -2,12 +2,18 @@ from __future__ import annotations
 
 from django.urls import path
 
+from blink import activation_views
 from blink import views as blink_views
 from clients import views as client_views
 from directory import views as directory_views
 
 urlpatterns = [
     path("healthz", blink_views.healthz, name="healthz"),
+    path("activate/phone/", activation_views.activation_phone, name="activation-phone"),
+    path("activate/code/", activation_views.activation_code, name="activation-code"),
+    path("activate/done/", activation_views.activation_done, name="activation-done"),
+    path("activate/<str:token>/", activation_views.activation_start, name="activation-start"),
+    path("brand/<int:company_id>/blink.vcf", activation_views.contact_card, name="contact-card"),
     path("login/", blink_views.LoginView.as_view(), name="login"),
     path("logout/", blink_views.logout_view, name="logout"),
     path("account/password/", blink_views.PasswordChangeView.as_view(), name="password-change"),

@@ -14,7 +14,7 @@ from blink.audit import SYSTEM
 from clients.models import Client, Company, Membership, Role
 from clients.services import client_create, company_create
 
-pytest_plugins = ["tests.fixtures.samba", "tests.fixtures.graph"]
+pytest_plugins = ["tests.fixtures.samba", "tests.fixtures.graph", "tests.fixtures.smtp"]
 
 PASSWORD = "correct horse battery staple"
 

@@ -1,0 +1,154 @@
+"""The activation flow: link → mobile number → SMS code → active.
+
+The browser's session remembers which Blink user is activating; nothing the
+browser posts names a user, a phone it did not type, or a step it skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import phonenumbers
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from phonenumber_field.phonenumber import PhoneNumber
+
+from blink.audit import Actor, audit_record
+from blink.invitations import activation_token_hash
+from blink.models import BlinkUser, phone_mask
+from sms.codes import verification_code_check, verification_code_issue
+from sms.services import company_sms_number, sms_send
+
+log = logging.getLogger(__name__)
+
+ACTIVATING = (BlinkUser.Status.INVITED, BlinkUser.Status.VERIFYING_PHONE)
+# Number types that can receive SMS, where the library can tell.
+TEXTABLE = {
+    phonenumbers.PhoneNumberType.MOBILE,
+    phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+    phonenumbers.PhoneNumberType.UNKNOWN,
+}
+
+
+class ActivationRefused(Exception):
+    """A step that cannot go ahead; ``message`` is the sentence to show the user."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def activation_user_for_token(token: str) -> BlinkUser | None:
+    """The Blink user whose live activation link this is, or None (unknown, used, expired)."""
+    if not token or len(token) > 100:
+        return None
+    blink_user = (
+        BlinkUser.objects.select_related("client__company")
+        .filter(activation_token_hash=activation_token_hash(token), status__in=ACTIVATING)
+        .first()
+    )
+    if blink_user is None or not blink_user.activation_expires_at:
+        return None
+    if blink_user.activation_expires_at <= timezone.now():
+        return None
+    return blink_user
+
+
+def activation_user_for_session(*, user_id: int, token_hash: str) -> BlinkUser | None:
+    """The Blink user a browser session is activating, while its link is still live."""
+    blink_user = (
+        BlinkUser.objects.select_related("client__company")
+        .filter(pk=user_id, activation_token_hash=token_hash, status__in=ACTIVATING,
+                activation_expires_at__gt=timezone.now())
+        .first()
+    )
+    return blink_user
+
+
+def is_textable(number: PhoneNumber) -> bool:
+    return phonenumbers.number_type(number) in TEXTABLE
+
+
+def _phone_taken(blink_user: BlinkUser, number: PhoneNumber) -> bool:
+    return BlinkUser.objects.filter(phone=number).exclude(pk=blink_user.pk).exists()
+
+
+PHONE_REFUSED = ("This number can't be used for Blink. Enter another mobile number, or ask "
+                 "your IT support for help.")
+
+
+@transaction.atomic
+def activation_phone_submit(*, blink_user: BlinkUser, number: PhoneNumber,
+                            ip: str | None) -> None:
+    """Remember the number the user typed and text it a code.
+
+    A number that belongs to another Blink user is refused with the same sentence
+    as any other unusable number, and nothing changes.
+    """
+    if not is_textable(number) or _phone_taken(blink_user, number):
+        raise ActivationRefused(PHONE_REFUSED)
+    blink_user = BlinkUser.objects.select_for_update().get(pk=blink_user.pk)
+    blink_user.pending_phone = number
+    blink_user.status = BlinkUser.Status.VERIFYING_PHONE
+    blink_user.save(update_fields=["pending_phone", "status"])
+    verification_code_issue(blink_user=blink_user, phone=str(number), ip=ip)
+    log.info("activation code sent for blink user %s to %s", blink_user.pk,
+             phone_mask(str(number)))
+
+
+def activation_code_resend(*, blink_user: BlinkUser, ip: str | None) -> None:
+    """Text a fresh code to the number being verified; the previous code stops working."""
+    if not blink_user.pending_phone:
+        raise ActivationRefused("Enter your mobile number first.")
+    verification_code_issue(blink_user=blink_user, phone=str(blink_user.pending_phone), ip=ip)
+
+
+@dataclass(frozen=True)
+class Activated:
+    blink_user: BlinkUser
+    sms_number: str
+
+
+def activation_code_submit(*, blink_user: BlinkUser, code: str, ip: str | None) -> Activated:
+    """Finish activation with the SMS code: the number becomes the user's, the link dies,
+    and a confirmation SMS goes out.
+
+    Raises ``ActivationRefused`` for a wrong or expired code and
+    ``sms.codes.SelfServicePaused`` after too many wrong codes.
+    """
+    if not blink_user.pending_phone:
+        raise ActivationRefused("Enter your mobile number first.")
+    with transaction.atomic():
+        if verification_code_check(blink_user=blink_user, code=code) is None:
+            raise ActivationRefused(
+                "That code is wrong or has expired. Check the latest text from Blink, or "
+                "send a new code."
+            )
+    company = blink_user.client.company
+    try:
+        with transaction.atomic():
+            fresh = BlinkUser.objects.select_for_update().get(pk=blink_user.pk)
+            if fresh.status not in ACTIVATING or fresh.pending_phone != blink_user.pending_phone:
+                raise ActivationRefused("This activation has already finished.")
+            fresh.phone = fresh.pending_phone
+            fresh.pending_phone = None
+            fresh.status = BlinkUser.Status.ACTIVE
+            fresh.activated_at = timezone.now()
+            fresh.activation_token_hash = None
+            fresh.activation_expires_at = None
+            fresh.save()
+            audit_record(
+                company=company, client=fresh.client, action="blink_user.activate",
+                actor=Actor(label=f"{fresh.username} (phone {fresh.masked_phone()})", ip=ip),
+                target=fresh.username,
+            )
+            sms_send(
+                company=company, phone=fresh.phone, blink_user=fresh, kind="activated",
+                text=f"You're set up with Blink for {company.name}. Save this number. "
+                "Locked out or forgot your password? Text RESET here.",
+            )
+    except IntegrityError:
+        # Someone else confirmed this number a moment ago.
+        raise ActivationRefused(PHONE_REFUSED) from None
+    return Activated(blink_user=fresh, sms_number=company_sms_number(company))
