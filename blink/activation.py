@@ -119,12 +119,12 @@ def activation_code_submit(*, blink_user: BlinkUser, code: str, ip: str | None) 
     """
     if not blink_user.pending_phone:
         raise ActivationRefused("Enter your mobile number first.")
-    with transaction.atomic():
-        if verification_code_check(blink_user=blink_user, code=code) is None:
-            raise ActivationRefused(
-                "That code is wrong or has expired. Check the latest text from Blink, or "
-                "send a new code."
-            )
+    # Not inside a transaction of ours: a wrong code's count must stick when we refuse.
+    if verification_code_check(blink_user=blink_user, code=code) is None:
+        raise ActivationRefused(
+            "That code is wrong or has expired. Check the latest text from Blink, or "
+            "send a new code."
+        )
     company = blink_user.client.company
     try:
         with transaction.atomic():
