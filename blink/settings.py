@@ -142,6 +142,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "clients.context_processors.console",
+                "sms.context_processors.dev_outbox",
             ],
         },
     },
@@ -266,6 +267,8 @@ TWILIO_AUTH_TOKEN = env_secret("TWILIO_AUTH_TOKEN")
 # Only for pointing the client at a stand-in; production leaves it empty.
 TWILIO_API_BASE = env_str("TWILIO_API_BASE")
 TWILIO_TIMEOUT = env_int("TWILIO_TIMEOUT", default=10, minimum=1)
+# A CA bundle to verify TWILIO_API_BASE with (tests' stand-in); empty: the usual CAs.
+TWILIO_CA_BUNDLE = env_str("TWILIO_CA_BUNDLE")
 if SMS_BACKEND.endswith("twilio.SmsBackend") and not (TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN):
     raise ImproperlyConfigured(
         "SMS_BACKEND is Twilio: set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (or _FILE)."

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import include, path
 
 from blink import activation_views
 from blink import views as blink_views
@@ -46,4 +46,5 @@ urlpatterns = [
          directory_views.connection_test, name="connection-test"),
     path("clients/<int:client_id>/directory/<int:connection_id>/sync",
          directory_views.connection_sync, name="connection-sync"),
+    path("", include("sms.urls")),
 ]

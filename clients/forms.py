@@ -5,6 +5,7 @@ from urllib.parse import urlsplit
 
 import phonenumbers
 from django import forms
+from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 
 from clients.branding import (
@@ -51,6 +52,58 @@ class CompanySettingsForm(OneValueForm):
         choices=_country_choices, label="Default country for phone numbers",
         help_text="Numbers typed without +country code are read as this country's.",
     )
+    sms_number = forms.CharField(
+        max_length=32, required=False, label="Blink SMS number",
+        help_text="The Twilio number your users text \u201cReset\u201d to and get Blink's SMS "
+        "from, e.g. +15551234567. Leave it empty to use Blink's shared number.",
+    )
+    messaging_service_sid = forms.RegexField(
+        regex=r"^MG[0-9a-fA-F]{32}\Z", max_length=34, required=False,
+        label="Twilio Messaging Service SID",
+        error_messages={"invalid": "Enter a Messaging Service SID as Twilio's console shows "
+                        "it: MG followed by 32 hex digits."},
+        help_text="Optional. Blink then sends through this Messaging Service (MG\u2026) "
+        "instead of the number above.",
+    )
+
+    def __init__(self, *args: Any, company: Company | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.company = company
+
+    def clean(self) -> dict[str, Any] | None:
+        cleaned = super().clean()
+        typed = self.cleaned_data.get("sms_number")
+        country = self.cleaned_data.get("default_country")
+        if typed and country:
+            self.cleaned_data["sms_number"] = self._sms_number(typed, country)
+        return cleaned
+
+    def _sms_number(self, typed: str, country: str) -> str:
+        """The number in E.164, read as ``country``'s when typed without +country code."""
+        number = None
+        # Digits from other scripts (٤١٥, full-width) are refused rather than guessed at.
+        if typed.isascii():
+            try:
+                number = phonenumbers.parse(typed, country)
+            except phonenumbers.NumberParseException:
+                number = None
+        if number is None or not phonenumbers.is_valid_number(number):
+            self.add_error("sms_number", "Enter a phone number Blink can text from, e.g. "
+                           "+15551234567 (or a number of the default country).")
+            return ""
+        e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        if e164 == settings.BLINK_SMS_NUMBER:
+            self.add_error("sms_number", "This is Blink's shared number. Leave the field "
+                           "empty to use it.")
+            return ""
+        others = Company.objects.filter(sms_number=e164)
+        if self.company is not None:
+            others = others.exclude(pk=self.company.pk)
+        if others.exists():
+            self.add_error("sms_number", "Another company in this Blink already uses this "
+                           "number. Each company needs its own, so texts reach the right one.")
+            return ""
+        return e164
 
     def clean_site_url(self) -> str:
         url: str = self.cleaned_data["site_url"]

@@ -8,17 +8,23 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
+from phonenumber_field.phonenumber import PhoneNumber
 
 from blink.audit import Actor, audit_record, changes_between
 from clients.branding import Logo
 from clients.models import Branding, Client, Company, Membership, Role
 
-COMPANY_FIELDS = ("name", "support_email", "site_url", "default_country")
+COMPANY_FIELDS = ("name", "support_email", "site_url", "default_country", "sms_number",
+                  "messaging_service_sid")
 CLIENT_FIELDS = ("name", "temp_password_length", "unlock_on_reset")
 
 
 def _snapshot(obj: object, fields: tuple[str, ...]) -> dict[str, Any]:
-    return {field: getattr(obj, field) for field in fields}
+    # Phone numbers are objects; the audit detail is JSON.
+    return {
+        field: str(value) if isinstance(value, PhoneNumber) else value
+        for field, value in ((field, getattr(obj, field)) for field in fields)
+    }
 
 
 @transaction.atomic
@@ -50,14 +56,23 @@ def member_add(*, company: Company, actor: Actor, username: str, email: str, rol
 @transaction.atomic
 def company_settings_update(
     *, company: Company, actor: Actor, name: str, support_email: str, site_url: str,
-    default_country: str,
+    default_country: str, sms_number: str | None = None,
+    messaging_service_sid: str | None = None,
 ) -> Company:
-    """Change the company's general settings."""
+    """Change the company's general settings.
+
+    ``sms_number`` (E.164, or "" for Blink's shared number) and ``messaging_service_sid``
+    are left as they are when not given.
+    """
     before = _snapshot(company, COMPANY_FIELDS)
     company.name = name
     company.support_email = support_email
     company.site_url = site_url.rstrip("/")
     company.default_country = default_country
+    if sms_number is not None:
+        company.sms_number = sms_number
+    if messaging_service_sid is not None:
+        company.messaging_service_sid = messaging_service_sid
     company.full_clean()
     company.save()
     changed = changes_between(before, _snapshot(company, COMPANY_FIELDS))

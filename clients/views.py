@@ -25,7 +25,7 @@ def settings_general(request: ConsoleRequest) -> HttpResponse:
     company = request.membership.company
     if request.method == "POST":
         require_write(request)
-        form = CompanySettingsForm(request.POST)
+        form = CompanySettingsForm(request.POST, company=company)
         if form.is_valid():
             services.company_settings_update(
                 company=company, actor=Actor.from_request(request), **form.cleaned_data
@@ -34,12 +34,15 @@ def settings_general(request: ConsoleRequest) -> HttpResponse:
             return redirect("settings-general")
     else:
         form = CompanySettingsForm(
+            company=company,
             initial={
                 "name": company.name,
                 "support_email": company.support_email,
                 "site_url": company.site_url,
                 "default_country": company.default_country,
-            }
+                "sms_number": str(company.sms_number or ""),
+                "messaging_service_sid": company.messaging_service_sid,
+            },
         )
     return render(request, "clients/settings_general.html", {"form": form, "section": "general"})
 

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import logging
+import secrets
+from datetime import timedelta
+from typing import Any, Literal
 
 from django.db import transaction
+from django.db.models import F
+from django.urls import reverse
+from django.utils import timezone
 from phonenumber_field.phonenumber import PhoneNumber
 
 from blink.models import BlinkUser, phone_mask
 from clients.models import Company
 from directory.encryption import secrets_decrypt, secrets_encrypt
+from sms.backends import SmsError, sms_backend
 from sms.models import Message, OptOut
 
 log = logging.getLogger(__name__)
@@ -19,6 +26,7 @@ REDACTED = "••••••"
 
 
 def company_sms_number(company: Company) -> str:
+    """The number the company's messages come from: its own, else Blink's shared one."""
     from django.conf import settings
 
     return str(company.sms_number) if company.sms_number else settings.BLINK_SMS_NUMBER
@@ -64,3 +72,160 @@ def message_text(message: Message) -> str:
     if message.sealed_body:
         return secrets_decrypt(message.sealed_body)["body"]
     return message.body
+
+
+# -- Delivery (the send task calls this) -----------------------------------------------------
+
+DeliveryOutcome = Literal["sent", "failed", "retry", "skipped"]
+
+# A run killed mid-send leaves its message SENDING. Past Celery's hard time limit that
+# run cannot still be going, so a re-delivered task may take the message over.
+SENDING_LEASE = timedelta(seconds=300)
+
+
+def retry_countdown(retries: int) -> float:
+    """Seconds before the next try: 10, 20, 40, 80, 160, then 300 at most, plus up to
+    10 s of jitter so messages that failed together do not all come back together."""
+    return min(2**retries * 10, 300) + secrets.randbelow(10_000) / 1000
+
+
+def _claim(message_id: int) -> bool:
+    now = timezone.now()
+    fields = {"status": Message.Status.SENDING, "attempts": F("attempts") + 1, "updated_at": now}
+    outbound = Message.objects.filter(pk=message_id, direction=Message.Direction.OUTBOUND)
+    if outbound.filter(status=Message.Status.QUEUED).update(**fields) == 1:
+        return True
+    stale = outbound.filter(status=Message.Status.SENDING, updated_at__lt=now - SENDING_LEASE)
+    return stale.update(**fields) == 1
+
+
+def _settle(message: Message, **fields: Any) -> None:
+    Message.objects.filter(pk=message.pk).update(updated_at=timezone.now(), **fields)
+
+
+def message_deliver(*, message_id: int, final_attempt: bool = True) -> DeliveryOutcome:
+    """Hand one queued outbound message to the SMS backend and record what happened.
+
+    Only the run that claims the row (QUEUED → SENDING) calls the provider, so two runs
+    never send one message twice. Sent or failed for good, the sealed text is erased.
+    A temporary failure puts the message back to QUEUED and answers "retry", unless
+    this is the ``final_attempt``; a permanent one records the provider's reason (and
+    the opt-out, for Twilio 21610).
+    """
+    if not _claim(message_id):
+        return "skipped"
+    message = Message.objects.select_related("company").get(pk=message_id)
+    company = message.company
+    masked = phone_mask(str(message.phone))
+    try:
+        provider_id = sms_backend().send(
+            to=str(message.phone),
+            body=message_text(message),
+            sender=message.blink_number or company_sms_number(company),
+            messaging_service_sid=company.messaging_service_sid,
+            status_callback=company.link(reverse("sms-twilio-status")),
+        )
+    except SmsError as error:
+        if not error.permanent and not final_attempt:
+            log.warning("sms %s to %s not sent (%s); will retry", message.pk, masked, error.code)
+            _settle(message, status=Message.Status.QUEUED, error_code=error.code,
+                    error_message=f"{error.message} Blink tries again shortly."[:300])
+            return "retry"
+        reason = error.message
+        if not error.permanent:
+            reason = (f"{error.message} Blink tried {message.attempts} times and gave up; "
+                      "send it again later.")
+        log.warning("sms %s to %s failed (%s)", message.pk, masked, error.code)
+        if error.code == OPTED_OUT_CODE:
+            phone_opt_out(phone=str(message.phone))
+        _settle(message, status=Message.Status.FAILED, error_code=error.code,
+                error_message=reason[:300], sealed_body="")
+        return "failed"
+    except Exception:
+        # A bug or a key that cannot open the sealed text: record it, never loop on it.
+        log.exception("sms %s to %s could not be sent", message.pk, masked)
+        _settle(message, status=Message.Status.FAILED, error_code="error", sealed_body="",
+                error_message=f"Blink could not send this message (error in message {message.pk}); "
+                "see the worker's log.")
+        return "failed"
+    _settle(message, status=Message.Status.SENT, provider_id=provider_id, sealed_body="",
+            error_code="", error_message="")
+    log.info("sms %s sent to %s as %s", message.pk, masked, provider_id)
+    return "sent"
+
+
+# -- Opt-outs and delivery reports -----------------------------------------------------------
+
+OPTED_OUT_CODE = "21610"
+
+# What Twilio's delivery error codes mean, for the admin who reads the message's status.
+DELIVERY_ERRORS = {
+    "30001": "Twilio's queue for the Blink number overflowed. Send it again in a while.",
+    "30002": "The Twilio account is suspended. Check the account in Twilio's console.",
+    "30003": "The phone was off or out of coverage, so the SMS was not delivered. "
+             "Ask the user to check their phone, then send it again.",
+    "30004": "The user's phone or carrier blocked the message.",
+    "30005": "The number does not exist or is no longer in service. Ask the user for "
+             "their current mobile number.",
+    "30006": "The number is a landline or its carrier cannot receive SMS. Ask the user for "
+             "a mobile number.",
+    "30007": "The carrier filtered the message as unwanted. Check the Blink number's "
+             "registration with Twilio.",
+    "30008": "The carrier could not deliver the message and gave no reason. Send it again "
+             "in a while.",
+    "30032": "The toll-free Blink number is not verified, so carriers refuse its messages.",
+    "30034": "The Blink number is not registered for A2P 10DLC, so US carriers refuse its "
+             "messages.",
+    OPTED_OUT_CODE: "The user texted STOP to this number, so Blink cannot text them until "
+                    "they text START.",
+}
+
+# Twilio's MessageStatus values that settle a message; earlier ones change nothing here.
+_FINAL = {
+    "delivered": Message.Status.DELIVERED,
+    "read": Message.Status.DELIVERED,
+    "undelivered": Message.Status.UNDELIVERED,
+    "failed": Message.Status.FAILED,
+    "canceled": Message.Status.FAILED,
+}
+
+
+def phone_opt_out(*, phone: str) -> None:
+    """Remember that ``phone`` texted STOP (or Twilio reported it unsubscribed)."""
+    OptOut.objects.get_or_create(phone=phone)
+    log.info("%s opted out of Blink's SMS", phone_mask(phone))
+
+
+def phone_opt_in(*, phone: str) -> None:
+    """Forget an opt-out: the number texted START."""
+    OptOut.objects.filter(phone=phone).delete()
+    log.info("%s opted back in to Blink's SMS", phone_mask(phone))
+
+
+def message_status_update(*, message: Message, status: str, error_code: str = "") -> bool:
+    """Apply a provider delivery report (Twilio's status callback) to an outbound message.
+
+    Reports arrive out of order; a message that is already delivered, undelivered or
+    failed keeps its first final status. Returns whether anything changed.
+    """
+    final = _FINAL.get(status)
+    if final is None:
+        return False
+    fields: dict[str, Any] = {"status": final, "sealed_body": ""}
+    if error_code:
+        fields["error_code"] = error_code
+        fields["error_message"] = DELIVERY_ERRORS.get(
+            error_code, f"The carrier reported error {error_code}; see "
+            f"https://www.twilio.com/docs/api/errors/{error_code}."
+        )
+    elif final == Message.Status.DELIVERED:
+        fields.update(error_code="", error_message="")
+    changed = Message.objects.filter(
+        pk=message.pk, direction=Message.Direction.OUTBOUND,
+        status__in=[Message.Status.SENDING, Message.Status.SENT],
+    ).update(updated_at=timezone.now(), **fields)
+    if error_code == OPTED_OUT_CODE:
+        phone_opt_out(phone=str(message.phone))
+    if changed:
+        log.info("sms %s is %s%s", message.pk, final, f" ({error_code})" if error_code else "")
+    return changed == 1

@@ -1,10 +1,36 @@
-"""SMS delivery tasks (the provider call and its retries live here)."""
+"""Handing queued messages to the SMS provider, with retries for the provider's bad moments."""
 
 from __future__ import annotations
 
-from celery import shared_task
+import logging
+
+from celery import Task, shared_task
+
+from sms.services import message_deliver, retry_countdown
+
+log = logging.getLogger(__name__)
+
+# Five more tries after the first, over about ten minutes (retry_countdown).
+MAX_RETRIES = 5
 
 
-@shared_task(ignore_result=True)
-def message_send(message_id: int) -> None:
-    """Hand one queued message to the provider (filled in with the SMS backends)."""
+@shared_task(bind=True, ignore_result=True, max_retries=MAX_RETRIES)
+def message_send(self: Task, message_id: int) -> None:
+    """Hand one queued message to the provider (``sms.services.message_deliver``).
+
+    A temporary failure puts the message back in the queue and schedules this task
+    again with backoff; the same sealed text goes out then, so a retry never makes a
+    new code or password. Safe to run twice: only a run that claims the row sends.
+    """
+    retries = int(self.request.retries or 0)
+    while True:
+        outcome = message_deliver(message_id=message_id, final_attempt=retries >= MAX_RETRIES)
+        if outcome != "retry":
+            return
+        if not self.request.is_eager:
+            countdown = retry_countdown(retries)
+            log.info("sms %s will be tried again in %.0f s", message_id, countdown)
+            raise self.retry(countdown=countdown, queue="sms")
+        # Without a broker (the trial, tests) there is no "later": try again now, in-process,
+        # rather than raise Celery's Retry into whoever queued the message.
+        retries += 1

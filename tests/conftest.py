@@ -14,7 +14,8 @@ from blink.audit import SYSTEM
 from clients.models import Client, Company, Membership, Role
 from clients.services import client_create, company_create
 
-pytest_plugins = ["tests.fixtures.samba", "tests.fixtures.graph", "tests.fixtures.smtp"]
+pytest_plugins = ["tests.fixtures.samba", "tests.fixtures.graph", "tests.fixtures.smtp",
+                  "tests.fixtures.twilio"]
 
 PASSWORD = "correct horse battery staple"
 
@@ -107,3 +108,11 @@ def persona(
     user = request.getfixturevalue(request.param)
     return request.param, login(user)
 
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache() -> None:
+    """Each test starts with no send-cap counters or other cached state."""
+    from django.core.cache import cache
+
+    cache.clear()

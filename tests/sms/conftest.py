@@ -1,0 +1,101 @@
+"""Fixtures for the SMS tests: a Blink user with a phone, a company with its own number,
+and helpers that run the send task the way a worker would."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from django.conf import settings as django_settings
+from django.core.cache import cache
+from django.test import Client as HttpClient
+from pytest_django.fixtures import Settings
+
+from blink.models import BlinkUser
+from clients.models import Client, Company
+from directory.models import Connection
+from sms.backends import locmem
+from sms.models import Message
+from tests.fakes.twilio import FakeTwilio
+
+USER_PHONE = "+14155550123"
+STRANGER_PHONE = "+14155550177"
+BLINK_NUMBER = "+14155550100"
+INBOUND_URL = "/sms/twilio/inbound"
+STATUS_URL = "/sms/twilio/status"
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache() -> Iterator[None]:
+    """Send caps and reply caps start from zero in every test."""
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def sms_outbox(settings: Settings) -> Iterator[list[locmem.SentSms]]:
+    """Blink sends through the locmem backend; the list is what phones received."""
+    settings.SMS_BACKEND = "sms.backends.locmem.SmsBackend"
+    locmem.outbox.clear()
+    yield locmem.outbox
+    locmem.outbox.clear()
+
+
+@pytest.fixture
+def numbered(company: Company) -> Company:
+    """The company with its own Blink number, so texts to it are routed to it."""
+    company.sms_number = BLINK_NUMBER
+    company.save()
+    return company
+
+
+@pytest.fixture
+def blink_user(acme_client: Client) -> BlinkUser:
+    connection = Connection.objects.create(client=acme_client, kind=Connection.Kind.DEMO)
+    return BlinkUser.objects.create(
+        client=acme_client, connection=connection, object_id="u-alex", username="alex",
+        display_name="Alex Morgan", email="alex@globex.example", phone=USER_PHONE,
+        status=BlinkUser.Status.ACTIVE,
+    )
+
+
+@pytest.fixture
+def send_now(django_capture_on_commit_callbacks: Any) -> Callable[..., Any]:
+    """Run ``action`` and then its on-commit callbacks (the task, eagerly), as after a commit."""
+
+    def run(action: Callable[[], Any]) -> Any:
+        with django_capture_on_commit_callbacks(execute=True):
+            return action()
+
+    return run
+
+
+def fresh(message: Message) -> Message:
+    return Message.objects.get(pk=message.pk)
+
+
+def post_form(browser: HttpClient, path: str, params: Any, signature: str | None = None
+              ) -> Any:
+    """POST form fields the way Twilio does (urlencoded, lists as repeated fields)."""
+    headers = {"X-Twilio-Signature": signature} if signature is not None else {}
+    return browser.post(path, urlencode(params, doseq=True),
+                        content_type="application/x-www-form-urlencoded", headers=headers)
+
+
+@pytest.fixture
+def twilio_webhooks(twilio_backend: FakeTwilio) -> FakeTwilio:
+    """The stand-in, with Blink sending through it and trusting its webhook signatures."""
+    return twilio_backend
+
+
+def text_blink(browser: HttpClient, fake: FakeTwilio, company: Company | None, body: str,
+               *, from_: str = USER_PHONE, to: str = BLINK_NUMBER, num_media: int = 0,
+               sid: str | None = None) -> Any:
+    """A user's text to the Blink number, as Twilio's signed webhook delivers it."""
+    params = fake.inbound(to=to, from_=from_, body=body, num_media=num_media, sid=sid)
+    site = company.site_url if company is not None else django_settings.BLINK_SITE_URL
+    signature = fake.sign(site + INBOUND_URL, params)
+    return post_form(browser, INBOUND_URL, params, signature)

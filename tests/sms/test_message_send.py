@@ -1,0 +1,195 @@
+"""The send task: one provider call per message however often the task runs, retries that
+back off, and nothing left behind when a message is done."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, ClassVar
+from unittest import mock
+
+import pytest
+from celery.exceptions import Retry
+from django.utils import timezone
+from pytest_django.fixtures import Settings
+
+from clients.models import Company
+from sms.backends import SmsError, locmem
+from sms.models import Message
+from sms.services import message_deliver, retry_countdown, sms_send
+from sms.tasks import MAX_RETRIES, message_send
+from tests.sms.conftest import USER_PHONE, fresh
+
+
+class SecondWorkerBackend:
+    """While the provider call is in flight, a second worker runs the same task."""
+
+    calls: ClassVar[list[str]] = []
+
+    def send(self, *, to: str, body: str, sender: str, messaging_service_sid: str = "",
+             status_callback: str = "") -> str:
+        SecondWorkerBackend.calls.append(body)
+        message = Message.objects.get(phone=to)
+        message_send.apply(args=(message.pk,))
+        return f"SM{len(self.calls):032d}"
+
+
+class FlakyBackend:
+    """Fails with a temporary error until told otherwise."""
+
+    def send(self, *, to: str, body: str, sender: str, messaging_service_sid: str = "",
+             status_callback: str = "") -> str:
+        raise SmsError("Twilio did not answer within 10 s.", permanent=False, code="timeout")
+
+
+class BrokenBackend:
+    def send(self, *, to: str, body: str, sender: str, messaging_service_sid: str = "",
+             status_callback: str = "") -> str:
+        raise RuntimeError("a bug")
+
+
+def _queued(company: Company) -> Message:
+    # Not inside send_now: the task is not run, the message stays queued.
+    return sms_send(company=company, phone=USER_PHONE, text="Code {secret}", secret="123456",
+                    kind="test")
+
+
+def _as_worker(*, retries: int) -> None:
+    """Run the task body as a worker would on its ``retries``-th retry (not eagerly)."""
+    request: Any = {"retries": retries, "is_eager": False}
+    message_send.push_request(**request)
+
+
+def test_two_runs_of_the_task_make_one_provider_call(
+    company: Company, settings: Settings
+) -> None:
+    settings.SMS_BACKEND = "tests.sms.test_message_send.SecondWorkerBackend"
+    SecondWorkerBackend.calls.clear()
+    message = _queued(company)
+
+    message_send.apply(args=(message.pk,))
+    message_send.apply(args=(message.pk,))
+
+    assert SecondWorkerBackend.calls == ["Code 123456"]
+    assert fresh(message).status == Message.Status.SENT
+    assert fresh(message).attempts == 1
+
+
+def test_a_redelivered_task_for_a_sent_message_does_nothing(
+    company: Company, sms_outbox: list[locmem.SentSms], send_now: Callable[..., Any]
+) -> None:
+    message = send_now(lambda: _queued(company))
+    sent = fresh(message)
+
+    message_send.apply(args=(message.pk,))
+
+    assert len(sms_outbox) == 1
+    assert fresh(message).updated_at == sent.updated_at
+
+
+def test_a_task_for_a_deleted_message_returns_quietly(
+    company: Company, sms_outbox: list[locmem.SentSms]
+) -> None:
+    message = _queued(company)
+    Message.objects.filter(pk=message.pk).delete()
+
+    message_send.apply(args=(message.pk,))
+
+    assert sms_outbox == []
+
+
+def test_a_message_abandoned_mid_send_is_taken_over_after_the_lease(
+    company: Company, sms_outbox: list[locmem.SentSms]
+) -> None:
+    message = _queued(company)
+    # A worker claimed it and was killed before it could record anything.
+    Message.objects.filter(pk=message.pk).update(status=Message.Status.SENDING, attempts=1,
+                                                 updated_at=timezone.now())
+    message_send.apply(args=(message.pk,))
+    assert sms_outbox == []
+
+    Message.objects.filter(pk=message.pk).update(
+        updated_at=timezone.now() - timedelta(minutes=10))
+    message_send.apply(args=(message.pk,))
+
+    assert [sms["body"] for sms in sms_outbox] == ["Code 123456"]
+    assert fresh(message).status == Message.Status.SENT
+    assert fresh(message).attempts == 2
+
+
+def test_sent_messages_keep_no_secret(
+    company: Company, sms_outbox: list[locmem.SentSms], send_now: Callable[..., Any]
+) -> None:
+    message = send_now(lambda: _queued(company))
+
+    stored = fresh(message)
+    assert stored.status == Message.Status.SENT
+    assert stored.sealed_body == ""
+    assert "123456" not in stored.body
+    assert sms_outbox[0]["body"] == "Code 123456"
+    assert sms_outbox[0]["status_callback"] == "https://blink.acme-it.example/sms/twilio/status"
+
+
+def test_in_a_worker_a_temporary_failure_is_queued_again_with_backoff(
+    company: Company, settings: Settings
+) -> None:
+    settings.SMS_BACKEND = "tests.sms.test_message_send.FlakyBackend"
+    message = _queued(company)
+
+    _as_worker(retries=2)
+    try:
+        with mock.patch.object(message_send, "retry", side_effect=Retry()) as retry, \
+                pytest.raises(Retry):
+            message_send.run(message.pk)
+    finally:
+        message_send.pop_request()
+
+    countdown = retry.call_args.kwargs["countdown"]
+    assert 40 <= countdown <= 50
+    assert retry.call_args.kwargs["queue"] == "sms"
+    stored = fresh(message)
+    assert stored.status == Message.Status.QUEUED
+    assert stored.sealed_body != ""
+    assert stored.error_code == "timeout"
+    assert "tries again" in stored.error_message
+
+
+def test_in_a_worker_the_last_retry_fails_the_message(
+    company: Company, settings: Settings
+) -> None:
+    settings.SMS_BACKEND = "tests.sms.test_message_send.FlakyBackend"
+    message = _queued(company)
+
+    _as_worker(retries=MAX_RETRIES)
+    try:
+        with mock.patch.object(message_send, "retry") as retry:
+            message_send.run(message.pk)
+    finally:
+        message_send.pop_request()
+
+    retry.assert_not_called()
+    stored = fresh(message)
+    assert stored.status == Message.Status.FAILED
+    assert stored.sealed_body == ""
+    assert "gave up" in stored.error_message
+
+
+def test_backoff_doubles_up_to_a_cap_with_jitter() -> None:
+    floors = [10, 20, 40, 80, 160, 300, 300]
+    for retries, floor in enumerate(floors):
+        countdowns = {retry_countdown(retries) for _ in range(20)}
+        assert all(floor <= c <= floor + 10 for c in countdowns)
+        assert len(countdowns) > 1
+
+
+def test_an_unexpected_error_fails_the_message_instead_of_looping(
+    company: Company, settings: Settings
+) -> None:
+    settings.SMS_BACKEND = "tests.sms.test_message_send.BrokenBackend"
+    message = _queued(company)
+
+    assert message_deliver(message_id=message.pk) == "failed"
+
+    stored = fresh(message)
+    assert (stored.status, stored.error_code, stored.sealed_body) == (
+        Message.Status.FAILED, "error", "")
