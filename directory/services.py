@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -163,97 +164,121 @@ def _text(value: Any) -> Any:
 def snapshot_apply(*, connection: Connection, snapshot: Snapshot) -> dict[str, int]:
     """Make the connection's ``Entry`` rows match ``snapshot``: add, change, remove.
 
-    Written for 10,000-user directories: a constant number of queries plus bulk
-    writes in batches, whatever the size.
+    Written for 10,000-user directories: OUs are written first so every group and
+    user is created with its parent already set, rows are kept in hand rather than
+    read back, and all writes are bulk, so the query count depends on batch sizes,
+    never on the number of rows.
     """
-    wanted: dict[tuple[str, str], dict[str, Any]] = {}
-    parent_dn: dict[tuple[str, str], str] = {}
-    for ou in snapshot.org_units:
-        key = (Entry.Kind.ORG_UNIT.value, ou.object_id)
-        wanted[key] = {"name": ou.name, "dn": ou.dn}
-        parent_dn[key] = ou.parent_dn
-    for group in snapshot.groups:
-        key = (Entry.Kind.GROUP.value, group.object_id)
-        wanted[key] = {"name": group.name, "dn": group.dn}
-        parent_dn[key] = group.parent_dn
-    for user in snapshot.users:
-        key = (Entry.Kind.USER.value, user.object_id)
-        wanted[key] = {
-            "name": user.display_name or user.username, "dn": user.dn,
-            "username": user.username, "upn": user.upn, "given_name": user.given_name,
-            "surname": user.surname, "email": user.email, "mobile": user.mobile,
-            "enabled": user.enabled, "protected": user.protected,
-            "on_premises_sync": user.on_premises_sync,
-        }
-        parent_dn[key] = user.parent_dn
-
-    wanted = {key: {field: _text(value) for field, value in values.items()}
-              for key, values in wanted.items()}
-    parent_dn = {key: _text(dn) for key, dn in parent_dn.items()}
-    existing = {
-        (entry.kind, entry.object_id): entry
-        for entry in Entry.objects.filter(connection=connection)
+    kinds = (
+        [(Entry.Kind.ORG_UNIT.value, ou.object_id, {"name": ou.name, "dn": ou.dn},
+          ou.parent_dn) for ou in snapshot.org_units]
+        + [(Entry.Kind.GROUP.value, g.object_id, {"name": g.name, "dn": g.dn}, g.parent_dn)
+           for g in snapshot.groups]
+        + [(Entry.Kind.USER.value, u.object_id, {
+            "name": u.display_name or u.username, "dn": u.dn, "username": u.username,
+            "upn": u.upn, "given_name": u.given_name, "surname": u.surname, "email": u.email,
+            "mobile": u.mobile, "enabled": u.enabled, "protected": u.protected,
+            "on_premises_sync": u.on_premises_sync}, u.parent_dn) for u in snapshot.users]
+    )
+    wanted = {
+        (kind, object_id): ({field: _text(value) for field, value in values.items()},
+                            _text(parent).lower())
+        for kind, object_id, values, parent in kinds
     }
-    removed = [entry.pk for key, entry in existing.items() if key not in wanted]
-    removed_users = [key[1] for key, entry in existing.items()
-                     if key not in wanted and key[0] == Entry.Kind.USER]
+
+    existing = {(e.kind, e.object_id): e for e in Entry.objects.filter(connection=connection)}
+    removed = [e.pk for key, e in existing.items() if key not in wanted]
+    removed_users = sum(1 for key in existing if key not in wanted and key[0] == "user")
     for start in range(0, len(removed), 1000):
         Entry.objects.filter(pk__in=removed[start:start + 1000]).delete()
+    entries = {key: e for key, e in existing.items() if key in wanted}
 
-    new_entries, changed_entries = [], []
-    for key, values in wanted.items():
-        entry = existing.get(key)
-        if entry is None:
-            new_entries.append(Entry(connection=connection, kind=key[0], object_id=key[1],
-                                     **values))
-            continue
-        if any(getattr(entry, field) != value for field, value in values.items()):
-            for field, value in values.items():
-                setattr(entry, field, value)
-            changed_entries.append(entry)
-    Entry.objects.bulk_create(new_entries, batch_size=1000)
-    if changed_entries:
-        Entry.objects.bulk_update(changed_entries, USER_FIELDS, batch_size=500)
+    added: list[Entry] = []
+    changed: list[Entry] = []
 
-    # Parents: now that every entry has an id, point each at the OU holding it.
-    entries = {(e.kind, e.object_id): e for e in Entry.objects.filter(connection=connection)}
-    ou_by_dn = {e.dn.lower(): e.pk for (kind, _), e in entries.items()
-                if kind == Entry.Kind.ORG_UNIT and e.dn}
+    def write(kind: str, ou_ids: dict[str, int] | None) -> None:
+        """Create or update every wanted entry of ``kind`` with its parent OU resolved
+        (``ou_ids`` None: leave parents to the caller)."""
+        new, updated = [], []
+        for key, (values, parent_dn) in wanted.items():
+            if key[0] != kind:
+                continue
+            entry = entries.get(key)
+            if ou_ids is None:
+                parent_id = entry.parent_id if entry is not None else None
+            else:
+                parent_id = ou_ids.get(parent_dn)
+            if entry is None:
+                new.append(Entry(connection=connection, kind=kind, object_id=key[1],
+                                 parent_id=parent_id, **values))
+            elif entry.parent_id != parent_id or any(
+                getattr(entry, field) != value for field, value in values.items()
+            ):
+                for field, value in values.items():
+                    setattr(entry, field, value)
+                entry.parent_id = parent_id
+                updated.append(entry)
+        for entry in Entry.objects.bulk_create(new, batch_size=1000):
+            entries[(kind, entry.object_id)] = entry
+        if updated:
+            Entry.objects.bulk_update(updated, [*USER_FIELDS, "parent"], batch_size=500)
+        added.extend(new)
+        changed.extend(updated)
+
+    # OUs first, without parents (an OU's parent may be new too), then their parents.
+    write(Entry.Kind.ORG_UNIT.value, None)
+    ou_ids = {e.dn.lower(): e.pk for (kind, _), e in entries.items()
+              if kind == Entry.Kind.ORG_UNIT and e.dn}
     reparented = []
     for key, entry in entries.items():
-        parent_id = ou_by_dn.get(parent_dn.get(key, "").lower())
-        if entry.parent_id != parent_id:
-            entry.parent_id = parent_id
-            reparented.append(entry)
+        if key[0] == Entry.Kind.ORG_UNIT:
+            parent_id = ou_ids.get(wanted[key][1])
+            if entry.parent_id != parent_id:
+                entry.parent_id = parent_id
+                reparented.append(entry)
     if reparented:
         Entry.objects.bulk_update(reparented, ["parent"], batch_size=1000)
+    write(Entry.Kind.GROUP.value, ou_ids)
+    write(Entry.Kind.USER.value, ou_ids)
 
     # Group membership, nested groups already resolved by the adapter.
-    ids = {key[1]: e.pk for key, e in entries.items() if key[0] == Entry.Kind.USER}
+    user_ids = {key[1]: e.pk for key, e in entries.items() if key[0] == Entry.Kind.USER}
     wanted_members = {
-        (entries[(Entry.Kind.GROUP.value, group.object_id)].pk, ids[member])
-        for group in snapshot.groups for member in group.member_ids if member in ids
+        (entries[(Entry.Kind.GROUP.value, group.object_id)].pk, user_ids[member])
+        for group in snapshot.groups for member in group.member_ids if member in user_ids
     }
     current_members = set(
         GroupMember.objects.filter(group__connection=connection).values_list("group_id",
                                                                              "user_id")
     )
     stale = current_members - wanted_members
-    if stale:
-        stale_groups = {group for group, _ in stale}
-        for group_id in stale_groups:
-            GroupMember.objects.filter(
-                group_id=group_id, user_id__in=[u for g, u in stale if g == group_id]
-            ).delete()
-    GroupMember.objects.bulk_create(
-        [GroupMember(group_id=g, user_id=u) for g, u in wanted_members - current_members],
-        batch_size=2000,
-    )
+    for group_id in {group for group, _ in stale}:
+        GroupMember.objects.filter(
+            group_id=group_id, user_id__in=[u for g, u in stale if g == group_id]
+        ).delete()
+    _members_insert(wanted_members - current_members)
     log.info("sync of connection %s: %d added, %d changed, %d removed", connection.pk,
-             len(new_entries), len(changed_entries), len(removed))
+             len(added), len(changed), len(removed))
     return {
         "org_units": len(snapshot.org_units), "groups": len(snapshot.groups),
-        "users": len(snapshot.users), "added": len(new_entries),
-        "changed": len(changed_entries), "removed": len(removed),
-        "users_removed": len(removed_users),
+        "users": len(snapshot.users), "added": len(added), "changed": len(changed),
+        "removed": len(removed), "users_removed": removed_users,
     }
+
+
+def _members_insert(pairs: set[tuple[int, int]]) -> None:
+    """Insert group memberships; on PostgreSQL as one statement per 50,000 pairs."""
+    rows = sorted(pairs)
+    if db_connection.vendor == "postgresql":
+        table = GroupMember._meta.db_table
+        with db_connection.cursor() as cursor:
+            for start in range(0, len(rows), 50_000):
+                chunk = rows[start:start + 50_000]
+                cursor.execute(
+                    f'INSERT INTO "{table}" (group_id, user_id) '  # noqa: S608 (our table)
+                    "SELECT * FROM unnest(%s::bigint[], %s::bigint[])",
+                    [[g for g, _ in chunk], [u for _, u in chunk]],
+                )
+        return
+    GroupMember.objects.bulk_create([GroupMember(group_id=g, user_id=u) for g, u in rows],
+                                    batch_size=2000)
