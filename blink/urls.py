@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.urls import include, path
 
 from blink import activation_views
+from blink import console as console_views
 from blink import views as blink_views
 from clients import views as client_views
 from directory import views as directory_views
@@ -18,8 +19,18 @@ urlpatterns = [
     path("logout/", blink_views.logout_view, name="logout"),
     path("account/password/", blink_views.PasswordChangeView.as_view(), name="password-change"),
     path("", blink_views.console_home, name="console-home"),
-    path("setup/", blink_views.blink_user_setup, name="blink-user-setup"),
-    path("users/", blink_views.blink_user_list, name="blink-user-list"),
+    path("setup/", console_views.setup_page, name="blink-user-setup"),
+    path("users/", console_views.users_page, name="blink-user-list"),
+    path("setup/<int:client_id>/node", console_views.setup_node, name="blink-user-setup-node"),
+    path("setup/<int:client_id>/expand", console_views.setup_expand,
+         name="blink-user-setup-expand"),
+    path("setup/<int:client_id>/search", console_views.setup_search,
+         name="blink-user-setup-search"),
+    path("setup/<int:client_id>/add", console_views.setup_add, name="blink-user-setup-add"),
+    path("users/resend", console_views.users_resend, name="blink-user-resend"),
+    path("users/<int:blink_user_id>/edit", console_views.user_edit, name="blink-user-edit"),
+    path("users/<int:blink_user_id>/reset", console_views.user_reset, name="blink-user-reset"),
+    path("users/<int:blink_user_id>/remove", console_views.user_remove, name="blink-user-remove"),
     path("audit/", blink_views.audit_log, name="audit-log"),
     path("settings/", client_views.settings_general, name="settings-general"),
     path("settings/branding/", client_views.settings_branding, name="settings-branding"),

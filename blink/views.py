@@ -74,24 +74,6 @@ def console_home(request: ConsoleRequest) -> HttpResponseRedirect:
 
 
 @console_view()
-def blink_user_setup(request: ConsoleRequest) -> HttpResponse:
-    return render(request, "blink/coming_soon.html", {
-        "section": "setup", "title": "Blink User Setup",
-        "what": "Pick a client, browse its directory by groups or OUs and tick the users who "
-                "get Blink. This page arrives with directory connections.",
-    })
-
-
-@console_view()
-def blink_user_list(request: ConsoleRequest) -> HttpResponse:
-    return render(request, "blink/coming_soon.html", {
-        "section": "users", "title": "Blink Users",
-        "what": "Every Blink user with their status, phone and last reset, with Reset "
-                "Password and Unlock. This page arrives with user activation.",
-    })
-
-
-@console_view()
 def audit_log(request: ConsoleRequest) -> HttpResponse:
     company = request.membership.company
     form = AuditFilterForm(

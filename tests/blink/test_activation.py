@@ -12,7 +12,6 @@ from django.core import mail
 from django.db import connection as db_connection
 from django.test import Client as Browser
 from django.utils import timezone
-from sms.backends import locmem
 
 from blink.audit import SYSTEM
 from blink.invitations import blink_user_invite, blink_user_reinvite
@@ -20,6 +19,7 @@ from blink.models import AuditEvent, BlinkUser
 from directory.demo import demo_directory_seed
 from directory.models import Entry
 from directory.services import connection_save, directory_sync
+from sms.backends import locmem
 from sms.codes import verification_code_check
 from sms.models import Message, VerificationCode
 
@@ -64,7 +64,9 @@ def path_of(url: str) -> str:
 def latest_code(outbox, phone=PHONE) -> str:
     texts = [m["body"] for m in outbox if m["to"] == phone]
     assert texts, outbox
-    return re.search(r"\b(\d{6})\b", texts[-1]).group(1)
+    code = re.search(r"\b(\d{6})\b", texts[-1])
+    assert code is not None, texts[-1]
+    return code.group(1)
 
 
 @pytest.fixture

@@ -3,12 +3,13 @@ from __future__ import annotations
 import pytest
 
 
-@pytest.mark.parametrize("path", ["/setup/", "/users/"])
-def test_pages_to_come_say_so_to_every_member(persona, path):
+@pytest.mark.parametrize(("path", "heading"), [("/setup/", "Blink User Setup"),
+                                                ("/users/", "Blink Users")])
+def test_blink_pages_open_for_every_member(persona, path, heading):
     _, browser = persona
     response = browser.get(path)
     assert response.status_code == 200
-    assert b"arrives with" in response.content
+    assert f"<h1>{heading}</h1>" in response.content.decode()
 
 
 def test_navigation_lists_the_console_sections(login, reader):
