@@ -79,6 +79,20 @@ def audit_record(
     )
 
 
+def audit_record_many(
+    *, company: Company, actor: Actor, action: str, targets: list[tuple[str, dict[str, Any]]],
+    client: Client | None = None,
+) -> None:
+    """One event per target (label, detail) for the same action, written in bulk."""
+    user = actor.user if actor.user is not None and actor.user.pk else None
+    AuditEvent.objects.bulk_create(
+        [AuditEvent(company=company, client=client, actor=user, actor_label=actor.label[:150],
+                    action=action, target_label=label[:200], detail=detail,
+                    ip_address=actor.ip) for label, detail in targets],
+        batch_size=500,
+    )
+
+
 def changes_between(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
     """The fields whose values differ, as ``{field: [old, new]}``, for an audit detail."""
     return {

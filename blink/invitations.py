@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from blink.audit import Actor, audit_record
+from blink.audit import Actor, audit_record, audit_record_many
 from blink.emails import activation_email_render
 from blink.models import BlinkUser
 from clients.models import Branding, Client
@@ -54,38 +54,48 @@ def blink_user_invite(*, client: Client, actor: Actor, object_ids: Iterable[str]
     """Make these directory users (snapshot ids) Blink users and email each an invitation.
 
     Protected, disabled and already-added users are skipped with the reason;
-    users without an email address are added as "needs email".
+    users without an email address are added as "needs email". Ticking a whole
+    OU can mean thousands of users, so the writes are bulk: a handful of queries
+    whatever the number.
     """
     result = InviteResult()
     wanted = set(object_ids)
     entries = Entry.objects.filter(connection__client=client, kind=Entry.Kind.USER,
-                                   object_id__in=wanted).select_related("connection")
+                                   object_id__in=wanted).order_by("name")
     existing = set(BlinkUser.objects.filter(client=client, object_id__in=wanted)
                    .values_list("connection_id", "object_id"))
+    new_users = []
     for entry in entries:
         if entry.protected:
             result.skipped.append((entry.name, "a privileged account; Blink refuses those"))
-            continue
-        if not entry.enabled:
+        elif not entry.enabled:
             result.skipped.append((entry.name, "disabled in the directory"))
-            continue
-        if (entry.connection_id, entry.object_id) in existing:
+        elif (entry.connection_id, entry.object_id) in existing:
             result.skipped.append((entry.name, "already a Blink user"))
-            continue
-        status = BlinkUser.Status.INVITED if entry.email else BlinkUser.Status.NEEDS_EMAIL
-        blink_user = BlinkUser.objects.create(
-            client=client, connection=entry.connection, object_id=entry.object_id,
-            username=entry.username, display_name=entry.name, given_name=entry.given_name,
-            email=entry.email, status=status,
-        )
-        audit_record(company=client.company, actor=actor, client=client,
-                     action="blink_user.invite", target=blink_user.username,
-                     detail={"status": status})
-        if entry.email:
-            _queue_activation_email(blink_user)
-            result.invited.append(blink_user)
         else:
-            result.needs_email.append(blink_user)
+            new_users.append(BlinkUser(
+                client=client, connection_id=entry.connection_id, object_id=entry.object_id,
+                username=entry.username, display_name=entry.name, given_name=entry.given_name,
+                email=entry.email,
+                status=BlinkUser.Status.INVITED if entry.email else BlinkUser.Status.NEEDS_EMAIL,
+                activation_email_status=(BlinkUser.EmailStatus.QUEUED if entry.email
+                                         else BlinkUser.EmailStatus.NONE),
+            ))
+    created = BlinkUser.objects.bulk_create(new_users, batch_size=500)
+    audit_record_many(company=client.company, actor=actor, client=client,
+                      action="blink_user.invite",
+                      targets=[(u.username, {"status": u.status}) for u in created])
+    for blink_user in created:
+        (result.invited if blink_user.email else result.needs_email).append(blink_user)
+    invited_ids = [u.pk for u in result.invited]
+    if invited_ids:
+        from blink.tasks import activation_email_send
+
+        def send_all() -> None:
+            for pk in invited_ids:
+                activation_email_send.delay(pk)
+
+        transaction.on_commit(send_all)
     return result
 
 
