@@ -16,8 +16,8 @@ from phonenumber_field.phonenumber import PhoneNumber
 
 from blink.audit import Actor, audit_record
 from blink.invitations import activation_token_hash
-from blink.models import BlinkUser, phone_mask
-from sms.codes import verification_code_check, verification_code_issue
+from blink.models import AuditEvent, BlinkUser, phone_mask
+from sms.codes import SelfServicePaused, verification_code_check, verification_code_issue
 from sms.services import company_sms_number, sms_send
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,18 @@ def activation_user_for_session(*, user_id: int, token_hash: str) -> BlinkUser |
     return blink_user
 
 
+def _user_actor(blink_user: BlinkUser, ip: str | None) -> Actor:
+    """The user acting on their own activation, as the audit trail names them."""
+    return Actor(label=f"{blink_user.username} (activation)", ip=ip)
+
+
+def _audit(blink_user: BlinkUser, ip: str | None, action: str, result: str,
+           **detail: str) -> None:
+    audit_record(company=blink_user.client.company, client=blink_user.client,
+                 actor=_user_actor(blink_user, ip), action=action,
+                 target=blink_user.username, result=result, detail=detail)
+
+
 def is_textable(number: PhoneNumber) -> bool:
     return phonenumbers.number_type(number) in TEXTABLE
 
@@ -78,7 +90,6 @@ PHONE_REFUSED = ("This number can't be used for Blink. Enter another mobile numb
                  "your IT support for help.")
 
 
-@transaction.atomic
 def activation_phone_submit(*, blink_user: BlinkUser, number: PhoneNumber,
                             ip: str | None) -> None:
     """Remember the number the user typed and text it a code.
@@ -87,12 +98,18 @@ def activation_phone_submit(*, blink_user: BlinkUser, number: PhoneNumber,
     as any other unusable number, and nothing changes.
     """
     if not is_textable(number) or _phone_taken(blink_user, number):
+        _audit(blink_user, ip, "activation.phone", AuditEvent.Result.REFUSED,
+               phone=phone_mask(str(number)),
+               reason="in use" if is_textable(number) else "cannot receive SMS")
         raise ActivationRefused(PHONE_REFUSED)
-    blink_user = BlinkUser.objects.select_for_update().get(pk=blink_user.pk)
-    blink_user.pending_phone = number
-    blink_user.status = BlinkUser.Status.VERIFYING_PHONE
-    blink_user.save(update_fields=["pending_phone", "status"])
-    verification_code_issue(blink_user=blink_user, phone=str(number), ip=ip)
+    with transaction.atomic():
+        blink_user = BlinkUser.objects.select_for_update().get(pk=blink_user.pk)
+        blink_user.pending_phone = number
+        blink_user.status = BlinkUser.Status.VERIFYING_PHONE
+        blink_user.save(update_fields=["pending_phone", "status"])
+        verification_code_issue(blink_user=blink_user, phone=str(number), ip=ip)
+        _audit(blink_user, ip, "activation.code_sent", AuditEvent.Result.OK,
+               phone=phone_mask(str(number)))
     log.info("activation code sent for blink user %s to %s", blink_user.pk,
              phone_mask(str(number)))
 
@@ -101,7 +118,12 @@ def activation_code_resend(*, blink_user: BlinkUser, ip: str | None) -> None:
     """Text a fresh code to the number being verified; the previous code stops working."""
     if not blink_user.pending_phone:
         raise ActivationRefused("Enter your mobile number first.")
-    verification_code_issue(blink_user=blink_user, phone=str(blink_user.pending_phone), ip=ip)
+    with transaction.atomic():
+        verification_code_issue(blink_user=blink_user, phone=str(blink_user.pending_phone),
+                                ip=ip)
+        _audit(blink_user, ip, "activation.code_sent", AuditEvent.Result.OK,
+               phone=blink_user.masked_phone() or phone_mask(str(blink_user.pending_phone)),
+               resend="yes")
 
 
 @dataclass(frozen=True)
@@ -120,7 +142,15 @@ def activation_code_submit(*, blink_user: BlinkUser, code: str, ip: str | None) 
     if not blink_user.pending_phone:
         raise ActivationRefused("Enter your mobile number first.")
     # Not inside a transaction of ours: a wrong code's count must stick when we refuse.
-    if verification_code_check(blink_user=blink_user, code=code) is None:
+    try:
+        checked = verification_code_check(blink_user=blink_user, code=code)
+    except SelfServicePaused:
+        _audit(blink_user, ip, "activation.paused", AuditEvent.Result.REFUSED,
+               reason="10 wrong codes in 24 hours")
+        raise
+    if checked is None:
+        _audit(blink_user, ip, "activation.code", AuditEvent.Result.FAILED,
+               reason="wrong or expired code")
         raise ActivationRefused(
             "That code is wrong or has expired. Check the latest text from Blink, or "
             "send a new code."
@@ -140,7 +170,7 @@ def activation_code_submit(*, blink_user: BlinkUser, code: str, ip: str | None) 
             fresh.save()
             audit_record(
                 company=company, client=fresh.client, action="blink_user.activate",
-                actor=Actor(label=f"{fresh.username} (phone {fresh.masked_phone()})", ip=ip),
+                actor=_user_actor(fresh, ip), detail={"phone": fresh.masked_phone()},
                 target=fresh.username,
             )
             sms_send(

@@ -153,6 +153,8 @@ def test_a_phone_bound_to_another_user_gets_a_generic_refusal(
     invited.refresh_from_db()
     assert invited.pending_phone is None and invited.status == "invited"
     assert sms_outbox == []
+    refusal = AuditEvent.objects.get(action="activation.phone")
+    assert (refusal.result, refusal.detail["reason"]) == ("refused", "in use")
 
 
 def test_wrong_codes_count_and_five_kill_the_code(invited, sms_outbox,
@@ -361,3 +363,27 @@ def test_two_simultaneous_submits_of_one_code_succeed_once(
     for thread in threads:
         thread.join()
     assert sum(result is not None for result in results) == 1
+
+
+def test_every_activation_step_leaves_one_audit_event(
+    invited, sms_outbox, django_capture_on_commit_callbacks
+):
+    browser = Browser()
+    start(browser, invited)
+    submit_phone(browser, django_capture_on_commit_callbacks)
+    code = latest_code(sms_outbox)
+    browser.post("/activate/code/", {"code": "000000" if code != "000000" else "111111"})
+    with django_capture_on_commit_callbacks(execute=True):
+        browser.post("/activate/code/", {"resend": "1"})
+    with django_capture_on_commit_callbacks(execute=True):
+        browser.post("/activate/code/", {"code": latest_code(sms_outbox)})
+    trail = list(AuditEvent.objects.filter(target_label=invited.username)
+                 .order_by("created_at", "id").values_list("action", "result"))
+    assert trail == [
+        ("blink_user.invite", "ok"), ("activation.code_sent", "ok"),
+        ("activation.code", "failed"), ("activation.code_sent", "ok"),
+        ("blink_user.activate", "ok"),
+    ]
+    events = AuditEvent.objects.filter(action__startswith="activation")
+    assert all(e.ip_address == "127.0.0.1" for e in events)
+    assert all(code not in str(e.detail) and PHONE not in str(e.detail) for e in events)
