@@ -257,13 +257,48 @@ def snapshot_apply(*, connection: Connection, snapshot: Snapshot) -> dict[str, i
             group_id=group_id, user_id__in=[u for g, u in stale if g == group_id]
         ).delete()
     _members_insert(wanted_members - current_members)
+    left, returned = _blink_users_follow(connection=connection, wanted=wanted)
     log.info("sync of connection %s: %d added, %d changed, %d removed", connection.pk,
              len(added), len(changed), len(removed))
     return {
         "org_units": len(snapshot.org_units), "groups": len(snapshot.groups),
         "users": len(snapshot.users), "added": len(added), "changed": len(changed),
         "removed": len(removed), "users_removed": removed_users,
+        "blink_users_left": left, "blink_users_returned": returned,
     }
+
+
+def _blink_users_follow(
+    *, connection: Connection, wanted: dict[tuple[str, str], Any]
+) -> tuple[int, int]:
+    """Flag Blink users whose account left the directory, and restore those who came back.
+
+    Blink users are never deleted by a sync: an admin decides what happens to them.
+    """
+    from blink.audit import SYSTEM, audit_record_many
+    from blink.models import BlinkUser
+
+    in_directory = {object_id for kind, object_id in wanted if kind == Entry.Kind.USER}
+    company, client = connection.client.company, connection.client
+    gone = [u for u in BlinkUser.objects.filter(connection=connection).exclude(
+        status=BlinkUser.Status.LEFT_DIRECTORY).only("pk", "object_id", "username")
+        if u.object_id not in in_directory]
+    BlinkUser.objects.filter(pk__in=[u.pk for u in gone]).update(
+        status=BlinkUser.Status.LEFT_DIRECTORY)
+    audit_record_many(company=company, client=client, actor=SYSTEM,
+                      action="blink_user.left_directory",
+                      targets=[(u.username, {}) for u in gone])
+    back = [u for u in BlinkUser.objects.filter(connection=connection,
+                                                status=BlinkUser.Status.LEFT_DIRECTORY)
+            if u.object_id in in_directory]
+    for user in back:
+        user.status = (BlinkUser.Status.ACTIVE if user.phone else
+                       BlinkUser.Status.INVITED if user.email else BlinkUser.Status.NEEDS_EMAIL)
+    BlinkUser.objects.bulk_update(back, ["status"])
+    audit_record_many(company=company, client=client, actor=SYSTEM,
+                      action="blink_user.back_in_directory",
+                      targets=[(u.username, {"status": u.status}) for u in back])
+    return len(gone), len(back)
 
 
 def _members_insert(pairs: set[tuple[int, int]]) -> None:

@@ -123,3 +123,29 @@ def test_a_failed_sync_keeps_the_snapshot_and_says_why(connection):
     assert connection.last_sync_status == "failed"
     assert connection.last_sync_message == "The directory server did not answer."
     assert Entry.objects.filter(connection=connection, kind="user").count() == 3
+
+
+def test_blink_users_who_leave_the_directory_are_flagged_not_deleted(connection, acme_client):
+    from blink.models import AuditEvent, BlinkUser
+
+    snapshot_apply(connection=connection, snapshot=make_snapshot(3))
+    gone = BlinkUser.objects.create(client=acme_client, connection=connection, object_id="u0",
+                                    username="user0", phone="+14155550100", status="active")
+    stays = BlinkUser.objects.create(client=acme_client, connection=connection,
+                                     object_id="u2", username="user2", status="invited")
+    counts = snapshot_apply(connection=connection, snapshot=make_snapshot(3, drop=1))
+    assert counts["blink_users_left"] == 1
+    gone.refresh_from_db()
+    stays.refresh_from_db()
+    assert (gone.status, str(gone.phone)) == ("left_directory", "+14155550100")
+    assert stays.status == "invited"
+    assert AuditEvent.objects.filter(action="blink_user.left_directory",
+                                     target_label="user0").count() == 1
+    # Flagged once, not at every sync.
+    snapshot_apply(connection=connection, snapshot=make_snapshot(3, drop=1))
+    assert AuditEvent.objects.filter(action="blink_user.left_directory").count() == 1
+
+    counts = snapshot_apply(connection=connection, snapshot=make_snapshot(3))
+    assert counts["blink_users_returned"] == 1
+    gone.refresh_from_db()
+    assert gone.status == "active"
