@@ -304,3 +304,28 @@ def demo_directory_seed(connection: Connection) -> int:
                      password_hash=password)
         groups["IT Admins"].members.add(admin)
         return count + 1
+
+
+SIGN_IN_SENTENCES = {
+    "ok": "Signed in to Windows.",
+    "must_change": "Signed in; Windows asks for a new password before going on, as it does "
+                   "after a Blink reset.",
+    "wrong_password": "Wrong password. After {threshold} wrong passwords the account locks.",
+    "locked": "The account is locked. Blink notices within a poll and offers the user "
+              "UNLOCK or RESET by text.",
+    "disabled": "The account is disabled in the directory.",
+    "unknown": "No demo directory user has that user name.",
+}
+
+
+def demo_sign_in(*, company_id: int, username: str, password: str) -> str:
+    """Try a Windows sign-in against the company's demo directories; a sentence saying what
+    Windows would answer. Wrong passwords count towards the demo domain's lockout."""
+    user = DemoObject.objects.filter(
+        connection__client__company_id=company_id, connection__kind=Connection.Kind.DEMO,
+        kind=DemoObject.Kind.USER, username__iexact=username.strip(),
+    ).first()
+    if user is None:
+        return SIGN_IN_SENTENCES["unknown"]
+    outcome = DemoDirectory(user.connection_id).sign_in(user.object_id, password)
+    return SIGN_IN_SENTENCES[outcome].format(threshold=POLICY.lockout_threshold)

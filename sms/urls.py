@@ -9,4 +9,5 @@ urlpatterns = [
     path("sms/twilio/inbound", webhooks.twilio_inbound, name="sms-twilio-inbound"),
     path("dev/outbox/", views.dev_outbox, name="dev-outbox"),
     path("dev/outbox/reply", views.dev_outbox_reply, name="dev-outbox-reply"),
+    path("dev/outbox/sign-in", views.dev_demo_sign_in, name="dev-demo-sign-in"),
 ]

@@ -22,6 +22,7 @@ from phonenumbers import NumberParseException
 from blink.models import phone_mask
 from clients.forms import OneValueForm
 from clients.permissions import ConsoleRequest, console_view
+from directory.demo import demo_sign_in
 from sms.inbound import InboundUnavailable, inbound_receive
 from sms.models import Message, OutboxEmail, OutboxSms
 from sms.services import company_sms_number
@@ -50,6 +51,12 @@ class PhoneReplyForm(OneValueForm):
         return str(phone)
 
 
+class DemoSignInForm(OneValueForm):
+    username = forms.CharField(max_length=64, label="User name")
+    password = forms.CharField(max_length=256, strip=False, label="Password",
+                               widget=forms.PasswordInput(render_value=False))
+
+
 def _outbox_on() -> None:
     if not (settings.DEBUG or settings.BLINK_DEMO):
         raise Http404("The development outbox is off.")
@@ -63,6 +70,7 @@ def _page(request: ConsoleRequest, form: PhoneReplyForm, status: int = 200) -> H
         "texts": OutboxSms.objects.all()[:SHOWN],
         "texted": texted[:SHOWN],
         "form": form,
+        "signin_form": DemoSignInForm(),
         "blink_number": company_sms_number(company),
         "section": "outbox",
     }, status=status)
@@ -96,4 +104,19 @@ def dev_outbox_reply(request: ConsoleRequest) -> HttpResponse:
                        "Start Redis and text again.")
     else:
         messages.success(request, f"Texted Blink as {phone_mask(phone)}.")
+    return redirect("dev-outbox")
+
+
+@require_POST
+@console_view(write=True)
+def dev_demo_sign_in(request: ConsoleRequest) -> HttpResponse:
+    """Sign in to 'Windows' as a demo directory user, to see resets and cause lockouts."""
+    _outbox_on()
+    form = DemoSignInForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Enter a demo user name and a password.")
+    else:
+        messages.info(request, demo_sign_in(company_id=request.membership.company.pk,
+                                            username=form.cleaned_data["username"],
+                                            password=form.cleaned_data["password"]))
     return redirect("dev-outbox")
