@@ -48,6 +48,8 @@ class BlinkUser(models.Model):
     activation_email_error = models.CharField(max_length=300, blank=True)
     activation_email_sent_at = models.DateTimeField(null=True, blank=True)
     activated_at = models.DateTimeField(null=True, blank=True)
+    # A hash of the PIN the user chose, for clients whose SMS reset needs one.
+    pin_hash = models.CharField(max_length=128, blank=True)
     last_reset_at = models.DateTimeField(null=True, blank=True)
     # When the directory last reported the account locked; None when it is not locked.
     locked_since = models.DateTimeField(null=True, blank=True)
@@ -128,3 +130,76 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hostname} at {self.seen_at:%H:%M:%S}"
+
+
+class ResetRequest(models.Model):
+    """One reset or unlock someone asked for, and how it ended. Never the password."""
+
+    class Kind(models.TextChoices):
+        RESET = "reset", "Reset password"
+        UNLOCK = "unlock", "Unlock"
+
+    class Channel(models.TextChoices):
+        CONSOLE = "console", "Console"
+        SMS = "sms", "SMS"
+        APP = "app", "App"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Resetting"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    blink_user = models.ForeignKey(BlinkUser, on_delete=models.CASCADE,
+                                   related_name="reset_requests")
+    kind = models.CharField(max_length=6, choices=Kind.choices, default=Kind.RESET)
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL,
+                                     null=True, blank=True, related_name="+")
+    requested_label = models.CharField(max_length=150)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    # A sentence for the admin when it failed.
+    reason = models.CharField(max_length=500, blank=True)
+    # The new password, Fernet-sealed, from just before the directory call until its SMS
+    # is recorded: a task that runs again after a crash re-applies the same password
+    # rather than making a second one.
+    sealed_password = models.TextField(blank=True, default="", editable=False)
+    directory_done_at = models.DateTimeField(null=True, blank=True)
+    message = models.ForeignKey("sms.Message", on_delete=models.SET_NULL, null=True,
+                                blank=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} for {self.blink_user_id}: {self.status}"
+
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.SENT, self.Status.FAILED)
+
+
+class LockoutNotice(models.Model):
+    """One lockout of one Blink user, as the poller saw it. The unique constraint is what
+    makes a restarted poller, a duplicate task or two workers send one notice, not two."""
+
+    blink_user = models.ForeignKey(BlinkUser, on_delete=models.CASCADE,
+                                   related_name="lockout_notices")
+    locked_since = models.DateTimeField()
+    noticed_at = models.DateTimeField(default=timezone.now)
+    message = models.ForeignKey("sms.Message", on_delete=models.SET_NULL, null=True,
+                                blank=True, related_name="+")
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-noticed_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["blink_user", "locked_since"],
+                                    name="one_notice_per_lockout"),
+        ]
+
+    def __str__(self) -> str:
+        return f"lockout of {self.blink_user_id} since {self.locked_since:%Y-%m-%d %H:%M}"

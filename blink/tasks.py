@@ -19,3 +19,13 @@ def activation_email_send(blink_user_id: int) -> None:
     from blink.invitations import activation_email_send as send
 
     send(blink_user_id=blink_user_id)
+
+
+@shared_task(ignore_result=True)
+def reset_run(request_id: int) -> None:
+    """Carry out one reset or unlock request; finished or removed requests are skipped."""
+    from blink.models import ResetRequest
+    from blink.resets import reset_run as run
+
+    if ResetRequest.objects.filter(pk=request_id).exists():
+        run(request_id=request_id)

@@ -43,6 +43,10 @@ class Company(models.Model):
         max_length=34, blank=True,
         help_text="A Twilio Messaging Service SID (MG…) to send through instead of the number.",
     )
+    notify_support_on_reset = models.BooleanField(
+        default=False,
+        help_text="Email the support address after every reset or unlock (no password in it).",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -136,6 +140,11 @@ class Client(models.Model):
     )
     unlock_on_reset = models.BooleanField(
         default=True, help_text="Unlock the account too when Blink resets its password."
+    )
+    sms_reset_needs_pin = models.BooleanField(
+        default=False,
+        help_text="Users choose a 4–6 digit PIN when activating and text RESET 1234. Guards "
+        "against recycled and spoofed numbers.",
     )
     archived_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)

@@ -1,0 +1,193 @@
+"""Password resets and unlocks: asked for in the console, by SMS or from the app; done by a
+worker on the directory connection's queue; the password reaches only the user's phone.
+
+Order of events in a reset (``reset_run``):
+1. claim the request (queued → running; a request left running by a dead worker can be
+   claimed again once stale);
+2. make a password for the user's policy and seal it on the request *before* the
+   directory call, so a task that runs again re-applies that same password;
+3. reset in the directory (must change at next logon; unlock too when the client says so);
+4. only then record the SMS that carries the password, in the same transaction that marks
+   the request sent and forgets the sealed password.
+A directory that refuses or cannot be reached ends the request failed with its reason, and
+the user is told without any password.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from blink.audit import Actor, audit_record
+from blink.models import AuditEvent, BlinkUser, ResetRequest
+from directory.backends import directory_for
+from directory.base import DirectoryError
+from directory.encryption import SecretsUnreadable, secrets_decrypt, secrets_encrypt
+from directory.models import Connection, Entry
+from directory.passwords import temporary_password
+from directory.selectors import password_connection
+from sms.services import sms_send
+
+log = logging.getLogger(__name__)
+
+
+class ResetRefused(Exception):
+    """The request cannot be made; ``message`` says why, for the admin."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _queue_for(blink_user: BlinkUser) -> Connection:
+    """The connection that holds the user's password (see ``password_connection``)."""
+    entry = Entry.objects.filter(connection=blink_user.connection, kind=Entry.Kind.USER,
+                                 object_id=blink_user.object_id).first()
+    if entry is None:
+        return blink_user.connection
+    return password_connection(entry=entry)
+
+
+@transaction.atomic
+def reset_request_create(
+    *, blink_user: BlinkUser, actor: Actor, channel: str, kind: str = ResetRequest.Kind.RESET
+) -> ResetRequest:
+    """Record a reset (or unlock) for an Active Blink user and queue it on the directory's
+    worker queue once the transaction commits."""
+    if not blink_user.is_active():
+        raise ResetRefused("Only Active Blink users can be reset: this user has not "
+                           "finished activation.")
+    if blink_user.client.is_archived():
+        raise ResetRefused("This client is archived; restore it to reset its users.")
+    request = ResetRequest.objects.create(
+        blink_user=blink_user, kind=kind, channel=channel, requested_label=actor.label[:150],
+        requested_by=actor.user if actor.user is not None and actor.user.pk else None,
+        ip_address=actor.ip,
+    )
+    audit_record(company=blink_user.client.company, client=blink_user.client, actor=actor,
+                 action=f"{kind}.request", target=blink_user.username,
+                 detail={"channel": channel, "request": request.pk})
+    connection = _queue_for(blink_user)
+    from blink.tasks import reset_run
+
+    transaction.on_commit(
+        lambda: reset_run.apply_async((request.pk,), queue=connection.queue)
+    )
+    return request
+
+
+def _claim(request_id: int) -> bool:
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 30)
+    claimed = ResetRequest.objects.filter(
+        Q(status=ResetRequest.Status.QUEUED)
+        | Q(status=ResetRequest.Status.RUNNING, started_at__lt=stale),
+        pk=request_id,
+    ).update(status=ResetRequest.Status.RUNNING, started_at=now)
+    return claimed == 1
+
+
+def _finish_failed(request: ResetRequest, reason: str) -> None:
+    blink_user = request.blink_user
+    company = blink_user.client.company
+    with transaction.atomic():
+        ResetRequest.objects.filter(pk=request.pk).update(
+            status=ResetRequest.Status.FAILED, reason=reason[:500], sealed_password="",
+            finished_at=timezone.now(),
+        )
+        audit_record(company=company, client=blink_user.client,
+                     actor=Actor(label=request.requested_label, ip=request.ip_address),
+                     action=f"{request.kind}.run", target=blink_user.username,
+                     result=AuditEvent.Result.FAILED, detail={"reason": reason[:300],
+                                                              "request": request.pk})
+        contact = company.support_email or "your IT support"
+        what = "reset your password" if request.kind == ResetRequest.Kind.RESET else \
+            "unlock your account"
+        sms_send(company=company, phone=blink_user.phone, blink_user=blink_user,
+                 kind=f"{request.kind}_failed",
+                 text=f"Blink could not {what} just now. Please contact {contact}.")
+    log.warning("%s request %s failed: %s", request.kind, request.pk, reason)
+
+
+def _notify_support(request: ResetRequest) -> None:
+    company = request.blink_user.client.company
+    if not (company.notify_support_on_reset and company.support_email):
+        return
+    what = "password was reset" if request.kind == ResetRequest.Kind.RESET else \
+        "account was unlocked"
+    try:
+        send_mail(
+            f"Blink: {request.blink_user}'s {what}",
+            f"{request.blink_user} ({request.blink_user.username}) of "
+            f"{request.blink_user.client.name}: {what} at {timezone.now():%Y-%m-%d %H:%M} UTC, "
+            f"asked by {request.requested_label} ({request.get_channel_display()}).",
+            None, [company.support_email],
+        )
+    except OSError:
+        log.warning("support notice for request %s could not be emailed", request.pk)
+
+
+def reset_run(*, request_id: int) -> None:
+    """Carry out a queued reset or unlock (the task body); see the module's docstring."""
+    if not _claim(request_id):
+        return
+    request = ResetRequest.objects.select_related(
+        "blink_user__client__company", "blink_user__connection").get(pk=request_id)
+    blink_user = request.blink_user
+    try:
+        directory = directory_for(_queue_for(blink_user))
+        if request.kind == ResetRequest.Kind.UNLOCK:
+            if request.directory_done_at is None:
+                directory.unlock(blink_user.object_id)
+            text = (f"Your {blink_user.client.company.name} account {blink_user.username} is "
+                    "unlocked. Your password has not changed.")
+            secret = ""
+        else:
+            if request.sealed_password:
+                secret = secrets_decrypt(request.sealed_password)["password"]
+            else:
+                policy = directory.password_policy(blink_user.object_id)
+                secret = temporary_password(
+                    policy, length=blink_user.client.temp_password_length,
+                    avoid=(blink_user.username, *str(blink_user).split()),
+                )
+                ResetRequest.objects.filter(pk=request.pk).update(
+                    sealed_password=secrets_encrypt({"password": secret}))
+            if request.directory_done_at is None:
+                directory.reset_password(blink_user.object_id, secret, must_change=True,
+                                         unlock=blink_user.client.unlock_on_reset)
+            text = (f"Your temporary password for {blink_user.username} is:\n{{secret}}\n"
+                    "Sign in to Windows with it; you will be asked to choose a new one.")
+        ResetRequest.objects.filter(pk=request.pk).update(directory_done_at=timezone.now())
+    except DirectoryError as error:
+        _finish_failed(request, error.message)
+        return
+    except SecretsUnreadable as error:
+        _finish_failed(request, str(error))
+        return
+    now = timezone.now()
+    with transaction.atomic():
+        message = sms_send(company=blink_user.client.company, phone=blink_user.phone,
+                           blink_user=blink_user, kind=request.kind, text=text, secret=secret)
+        ResetRequest.objects.filter(pk=request.pk).update(
+            status=ResetRequest.Status.SENT, message=message, sealed_password="",
+            finished_at=now,
+        )
+        updates: dict[str, datetime | None] = {}
+        if request.kind == ResetRequest.Kind.RESET:
+            updates["last_reset_at"] = now
+        if request.kind == ResetRequest.Kind.UNLOCK or blink_user.client.unlock_on_reset:
+            updates["locked_since"] = None
+        BlinkUser.objects.filter(pk=blink_user.pk).update(**updates)
+        audit_record(company=blink_user.client.company, client=blink_user.client,
+                     actor=Actor(label=request.requested_label, ip=request.ip_address),
+                     action=f"{request.kind}.run", target=blink_user.username,
+                     detail={"request": request.pk, "channel": request.channel})
+    _notify_support(request)
+    log.info("%s request %s done for blink user %s", request.kind, request.pk, blink_user.pk)
