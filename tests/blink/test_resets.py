@@ -1,0 +1,134 @@
+"""Resets and unlocks at the service level, on the demo directory."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from blink.audit import SYSTEM, Actor
+from blink.models import AuditEvent, BlinkUser, ResetRequest
+from blink.resets import ResetRefused, reset_request_create
+from directory.demo import POLICY, DemoDirectory, demo_directory_seed
+from directory.models import Entry
+from directory.services import connection_save, directory_sync
+from sms.backends import locmem
+from sms.models import Message
+
+PHONE = "+14155550177"
+ADMIN = Actor(label="olivia", ip="127.0.0.1")
+
+
+@pytest.fixture(autouse=True)
+def sms_outbox(settings):
+    settings.SMS_BACKEND = "sms.backends.locmem.SmsBackend"
+    locmem.outbox.clear()
+    return locmem.outbox
+
+
+@pytest.fixture
+def demo(acme_client):
+    connection = connection_save(client=acme_client, actor=SYSTEM, kind="demo", parameters={},
+                                 secrets={})
+    demo_directory_seed(connection)
+    directory_sync(connection_id=connection.pk, claimed=True)
+    return connection
+
+
+def active_user(client, connection, *, protected: bool = False) -> BlinkUser:
+    entry = Entry.objects.filter(connection=connection, kind="user", enabled=True,
+                                 protected=protected).order_by("username").first()
+    return BlinkUser.objects.create(
+        client=client, connection=connection, object_id=entry.object_id,
+        username=entry.username, display_name=entry.name, phone=PHONE, status="active",
+    )
+
+
+def password_in(outbox) -> str:
+    body = outbox[-1]["body"]
+    match = re.search(r"is:\n(\S+)\n", body)
+    assert match, body
+    return match.group(1)
+
+
+def run(request_fn, captured):
+    with captured(execute=True):
+        return request_fn()
+
+
+def test_reset_sets_a_must_change_password_sent_only_by_sms(
+    acme_client, demo, sms_outbox, django_capture_on_commit_callbacks
+):
+    user = active_user(acme_client, demo)
+    request = run(lambda: reset_request_create(blink_user=user, actor=ADMIN, channel="console"),
+                  django_capture_on_commit_callbacks)
+    request.refresh_from_db()
+    assert request.status == ResetRequest.Status.SENT and request.finished_at
+    password = password_in(sms_outbox)
+    assert len(password) >= max(POLICY.min_length, acme_client.temp_password_length)
+    assert DemoDirectory(demo.pk).sign_in(user.object_id, password) == "must_change"
+    assert request.sealed_password == ""
+    assert password not in Message.objects.get(kind="reset").body
+    assert password not in str(list(AuditEvent.objects.values_list("detail", flat=True)))
+    user.refresh_from_db()
+    assert user.last_reset_at is not None
+    assert list(AuditEvent.objects.filter(target_label=user.username)
+                .values_list("action", "result")) == [("reset.run", "ok"),
+                                                      ("reset.request", "ok")]
+
+
+def test_only_active_users_can_be_reset(acme_client, demo):
+    user = active_user(acme_client, demo)
+    BlinkUser.objects.filter(pk=user.pk).update(status="invited")
+    user.refresh_from_db()
+    with pytest.raises(ResetRefused, match="finished activation"):
+        reset_request_create(blink_user=user, actor=ADMIN, channel="console")
+    assert not ResetRequest.objects.exists()
+
+
+def test_a_refused_reset_tells_the_user_to_contact_support_without_a_password(
+    acme_client, company, demo, sms_outbox, django_capture_on_commit_callbacks
+):
+    company.support_email = "help@acme-it.example"
+    company.save()
+    user = active_user(acme_client, demo, protected=True)
+    request = run(lambda: reset_request_create(blink_user=user, actor=ADMIN, channel="sms"),
+                  django_capture_on_commit_callbacks)
+    request.refresh_from_db()
+    assert request.status == ResetRequest.Status.FAILED
+    assert "privileged" in request.reason
+    assert [m["body"] for m in sms_outbox] == [
+        "Blink could not reset your password just now. Please contact help@acme-it.example."
+    ]
+
+
+def test_unlock_keeps_the_password(acme_client, demo, sms_outbox,
+                                   django_capture_on_commit_callbacks):
+    user = active_user(acme_client, demo)
+    directory = DemoDirectory(demo.pk)
+    directory.reset_password(user.object_id, "Known-Pass-4466", must_change=False)
+    for _ in range(POLICY.lockout_threshold):
+        directory.sign_in(user.object_id, "wrong")
+    assert directory.sign_in(user.object_id, "Known-Pass-4466") == "locked"
+    request = run(lambda: reset_request_create(blink_user=user, actor=ADMIN, channel="console",
+                                               kind="unlock"),
+                  django_capture_on_commit_callbacks)
+    request.refresh_from_db()
+    assert request.status == "sent"
+    assert directory.sign_in(user.object_id, "Known-Pass-4466") == "ok"
+    assert "is unlocked" in sms_outbox[-1]["body"]
+
+
+def test_a_request_that_runs_again_reapplies_the_same_password(
+    acme_client, demo, sms_outbox, django_capture_on_commit_callbacks
+):
+    from blink.resets import reset_run
+
+    user = active_user(acme_client, demo)
+    request = run(lambda: reset_request_create(blink_user=user, actor=ADMIN, channel="console"),
+                  django_capture_on_commit_callbacks)
+    sent = len(sms_outbox)
+    with django_capture_on_commit_callbacks(execute=True):
+        reset_run(request_id=request.pk)  # a duplicate delivery of the task
+    assert len(sms_outbox) == sent
+    assert ResetRequest.objects.get().status == "sent"
