@@ -38,6 +38,7 @@ def demo(acme_client):
 def active_user(client, connection, *, protected: bool = False) -> BlinkUser:
     entry = Entry.objects.filter(connection=connection, kind="user", enabled=True,
                                  protected=protected).order_by("username").first()
+    assert entry is not None
     return BlinkUser.objects.create(
         client=client, connection=connection, object_id=entry.object_id,
         username=entry.username, display_name=entry.name, phone=PHONE, status="active",
