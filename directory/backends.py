@@ -38,15 +38,19 @@ def active_directory_for(connection: Connection) -> Directory:
     ))
 
 
+
+
 def entra_for(connection: Connection) -> Directory:
     from directory.entra import EntraDirectory, EntraSettings
 
     p: dict[str, Any] = connection.parameters
     extra = {key: p[key] for key in ("authority_host", "graph_url", "ca_bundle") if p.get(key)}
+    stored = connection.secrets()
     return EntraDirectory(EntraSettings(
         tenant_id=p["tenant_id"],
         client_id=p["client_id"],
-        client_secret=connection.secrets().get("client_secret", ""),
+        client_secret=stored.get("client_secret", ""),
+        certificate_pem=stored.get("certificate_pem", ""),
         **extra,
     ))
 

@@ -1,7 +1,9 @@
 """Entra ID (Azure AD) over msal and Microsoft Graph v1.0.
 
-The adapter signs in as the client's app registration with the client-credentials grant
-(msal caches the token; a Graph 401 drops it and retries once) and talks to Graph through a
+The adapter signs in as the client's app registration with the client-credentials grant,
+proving itself with a client secret or with a certificate (msal signs a PS256 client assertion
+with the certificate's private key; see ``CertificateCredential``). msal caches the token; a
+Graph 401 drops it and retries once. The adapter talks to Graph through a
 ``requests.Session`` it owns: ``trust_env=False`` so REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE and
 proxy variables never override the connection's own CA, a timeout on every call, and the same
 session handed to msal. The session and the msal app are created on first use, never at
@@ -31,6 +33,10 @@ from urllib.parse import urlsplit
 
 import msal
 import requests
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from msal.exceptions import MsalServiceError
 
 from directory.base import (
@@ -93,25 +99,154 @@ _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 _TOKEN_BAD_SECRET = {7000215, 7000222, 7000216}
 _TOKEN_UNKNOWN_APP = {700016}
 _TOKEN_UNKNOWN_TENANT = {90002}
+# The certificate is not registered on the app, expired there, or the signature did not verify.
+_TOKEN_BAD_CERTIFICATE = {700027}
+# The client assertion is outside its valid time: the signer's clock is off.
+_TOKEN_ASSERTION_TIME = {700024}
 _TRANSIENT_TOKEN_ERRORS = {"temporarily_unavailable", "server_error"}
+
+
+# Entra ID refuses RSA keys shorter than this in client assertions (AADSTS700027).
+MIN_RSA_BITS = 2048
+
+_PRIVATE_KEY_BLOCK = re.compile(
+    r"-----BEGIN ((?:RSA |EC |ENCRYPTED )?)PRIVATE KEY-----.*?-----END \1PRIVATE KEY-----",
+    re.DOTALL)
 
 
 @dataclass(frozen=True)
 class EntraSettings:
     """How to reach one client's Entra tenant.
 
+    The app proves itself with exactly one of ``client_secret`` and ``certificate_pem`` (one
+    PEM text holding the certificate registered on the app and its unencrypted private key).
     ``ca_bundle`` is a PEM file path; empty means requests' default trust store (certifi).
     """
 
     tenant_id: str
     client_id: str
-    client_secret: str = field(repr=False)
+    client_secret: str = field(default="", repr=False)
+    certificate_pem: str = field(default="", repr=False)
     authority_host: str = "https://login.microsoftonline.com"
     graph_url: str = "https://graph.microsoft.com/v1.0"
     ca_bundle: str = ""
     timeout: float = 15
     max_retry_wait: float = 60
     page_size: int = 999
+
+
+@dataclass(frozen=True)
+class CertificateCredential:
+    """An app registration's certificate and its private key, checked and ready for msal.
+
+    Built by ``certificate_credential_parse``. ``certificate_pem`` is the certificate alone
+    (the one whose public key matches the private key, when the PEM carried a chain);
+    ``thumbprint`` is its SHA-1 thumbprint in upper-case hex, as the Entra admin center shows
+    it under Certificates & secrets.
+    """
+
+    certificate_pem: str
+    private_key_pem: str = field(repr=False)
+    thumbprint: str
+    not_after: datetime
+
+    def msal_credential(self) -> dict[str, str]:
+        """``client_credential`` for msal: the key and the certificate, no SHA-1 thumbprint.
+
+        Given the certificate rather than a thumbprint, msal (1.35 and later) signs PS256
+        assertions carrying ``x5t#S256``, the format the identity platform documents today;
+        msal calls the SHA-1 ``thumbprint`` route deprecated. On this route msal also sends the
+        certificate in the ``x5c`` header; Entra finds the registered one by its thumbprint.
+        """
+        return {"private_key": self.private_key_pem, "public_certificate": self.certificate_pem}
+
+    def pem(self) -> str:
+        """The certificate followed by its private key, the form Blink stores."""
+        return self.certificate_pem + self.private_key_pem
+
+
+def certificate_credential_parse(text: str) -> CertificateCredential:
+    """Read a PEM holding a certificate and its private key, as Entra ID will need them.
+
+    Refuses, with a sentence that says what to do (``DirectoryError(code="config")``): text
+    without a certificate or without a private key, an encrypted or unreadable key, a key that
+    is not RSA of at least 2048 bits (what Entra accepts), a key that belongs to none of the
+    certificates, and a certificate outside its validity period. The key never appears in a
+    message.
+    """
+    data = text.strip().encode("utf-8", errors="replace")
+    try:
+        certificates = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        certificates = []
+    if not certificates:
+        raise _config_error(
+            "The certificate for Entra ID is not a PEM certificate: use one PEM file holding "
+            "the certificate (BEGIN CERTIFICATE) and its private key (BEGIN PRIVATE KEY).")
+    blocks = [m.group(0) for m in _PRIVATE_KEY_BLOCK.finditer(data.decode("utf-8"))]
+    if not blocks:
+        raise _config_error(
+            "The certificate for Entra ID comes without its private key: put the certificate "
+            "and its private key (BEGIN PRIVATE KEY) in one PEM file.")
+    if len(blocks) > 1:
+        raise _config_error(
+            "The certificate file for Entra ID holds more than one private key: keep only the "
+            "key that belongs to the certificate.")
+    try:
+        key = serialization.load_pem_private_key(blocks[0].encode(), password=None)
+    except TypeError:
+        raise _config_error(
+            "The private key of the certificate for Entra ID is protected by a passphrase: "
+            "export it without one (openssl pkey -in key.pem -out key-plain.pem) and try "
+            "again.") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise _config_error(
+            "The private key of the certificate for Entra ID cannot be read: export it again "
+            "as PEM (BEGIN PRIVATE KEY).") from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise _config_error(
+            "Entra ID app sign-in with a certificate needs an RSA key, and this certificate's "
+            "key is not RSA: create an RSA certificate of 2048 bits or more.")
+    if key.key_size < MIN_RSA_BITS:
+        raise _config_error(
+            f"The certificate's RSA key has {key.key_size} bits and Entra ID requires at least "
+            f"{MIN_RSA_BITS}: create a new certificate with a longer key.")
+    public = key.public_key().public_numbers()
+
+    def belongs(candidate: x509.Certificate) -> bool:
+        candidate_key = candidate.public_key()
+        return (isinstance(candidate_key, rsa.RSAPublicKey)
+                and candidate_key.public_numbers() == public)
+
+    certificate = next((c for c in certificates if belongs(c)), None)
+    if certificate is None:
+        raise _config_error(
+            "The private key in the file does not belong to the certificate: put the "
+            "certificate together with its own private key.")
+    thumbprint = certificate.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303 (Entra's id)
+    moment = datetime.now(UTC)
+    if certificate.not_valid_after_utc <= moment:
+        raise _config_error(
+            f"The certificate {thumbprint} expired on "
+            f"{certificate.not_valid_after_utc:%Y-%m-%d}: create a new one, add it to the app "
+            "registration's Certificates & secrets and upload it here.")
+    if certificate.not_valid_before_utc > moment:
+        raise _config_error(
+            f"The certificate {thumbprint} is not valid before "
+            f"{certificate.not_valid_before_utc:%Y-%m-%d %H:%M} UTC; use it from then on, or "
+            "check the clock of the machine that created it.")
+    return CertificateCredential(
+        certificate_pem=certificate.public_bytes(serialization.Encoding.PEM).decode(),
+        private_key_pem=key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()).decode(),
+        thumbprint=thumbprint,
+        not_after=certificate.not_valid_after_utc,
+    )
+
+
+def _config_error(sentence: str) -> DirectoryError:
+    return DirectoryError(sentence, permanent=True, code="config")
 
 
 class _GraphFailure(Exception):
@@ -171,6 +306,8 @@ class EntraDirectory:
         self._session: requests.Session | None = None
         self._app: Any = None
         self._token_cache: Any = None
+        # The certificate the app signs in with, once read (None: it uses its client secret).
+        self._certificate: CertificateCredential | None = None
         # Replaced in tests to observe waits without sleeping.
         self.sleep: Callable[[float], None] = time.sleep
 
@@ -182,8 +319,11 @@ class EntraDirectory:
                                params={"$select": "id,displayName"}), {})
         tenant = org.get("id") or self.settings.tenant_id
         name = org.get("displayName") or tenant
+        certificate = self._certificate
+        proof = (f" with certificate {certificate.thumbprint} (valid until "
+                 f"{certificate.not_after:%Y-%m-%d})" if certificate is not None else "")
         return (f"Connected to the Entra ID tenant “{name}” ({tenant}) "
-                f"as app {self.settings.client_id}.")
+                f"as app {self.settings.client_id}{proof}.")
 
     def snapshot(self) -> Snapshot:
         """Every user and group (members resolved through nesting); Entra has no OUs.
@@ -458,12 +598,13 @@ class EntraDirectory:
                     "The tenant id on this connection is not valid: use the Directory (tenant) "
                     "ID GUID or the tenant's .onmicrosoft.com domain.",
                     permanent=True, code="tenant_not_found")
+            credential = self._credential()
             authority = f"{self.settings.authority_host.rstrip('/')}/{tenant}"
             cache = msal.TokenCache()
             try:
                 app = msal.ConfidentialClientApplication(
                     self.settings.client_id,
-                    client_credential=self.settings.client_secret,
+                    client_credential=credential,
                     authority=authority,
                     token_cache=cache,
                     http_client=_MsalHttpClient(session, self.settings.timeout),
@@ -479,6 +620,32 @@ class EntraDirectory:
                 raise self._network_error(exc, self.settings.authority_host) from None
             self._app, self._token_cache = app, cache
             return app
+
+    def _credential(self) -> str | dict[str, str]:
+        """What msal proves the app's identity with: the secret, or the certificate and key.
+
+        Checked before anything goes on the wire, so a connection with both, neither or an
+        unusable certificate fails with a sentence and no sign-in attempt.
+        """
+        secret = self.settings.client_secret
+        certificate = self.settings.certificate_pem
+        if secret and certificate.strip():
+            raise _config_error(
+                "This Entra ID connection has both a client secret and a certificate; Blink "
+                "signs in with exactly one. Edit the connection and enter only one of them.")
+        if secret:
+            self._certificate = None
+            return secret
+        if not certificate.strip():
+            raise _config_error(
+                "This Entra ID connection has neither a client secret nor a certificate: edit "
+                "it and enter the app registration's client secret, or upload its "
+                "certificate with the private key.")
+        self._certificate = certificate_credential_parse(certificate)
+        logger.info("Entra sign-in for app %s in tenant %s uses certificate %s",
+                    self.settings.client_id, self.settings.tenant_id,
+                    self._certificate.thumbprint)
+        return self._certificate.msal_credential()
 
     def _scope(self) -> str:
         parts = urlsplit(self.settings.graph_url)
@@ -643,6 +810,19 @@ class EntraDirectory:
         tenant, client = self.settings.tenant_id, self.settings.client_id
         logger.warning("Entra sign-in failed for app %s in tenant %s: %s %s",
                        client, tenant, error, sorted(codes))
+        certificate = self._certificate
+        if certificate is not None and codes & _TOKEN_ASSERTION_TIME:
+            return DirectoryError(
+                "Entra ID refused Blink's signed sign-in request as outside its valid time: "
+                "the clock of the machine running Blink's worker is wrong; set it right "
+                "(NTP). Blink will try again later.", permanent=False, code="clock")
+        if certificate is not None and (codes & _TOKEN_BAD_CERTIFICATE
+                                        or error == "invalid_client"):
+            return DirectoryError(
+                f"Entra ID did not accept the certificate {certificate.thumbprint} of app "
+                f"{client}: add the certificate (without its private key) to the app "
+                "registration's Certificates & secrets, or check that it has not expired or "
+                "been removed there.", permanent=True, code="bad_credentials")
         if codes & _TOKEN_BAD_SECRET or error == "invalid_client":
             return DirectoryError(
                 f"Entra ID rejected the client secret of app {client}: it is wrong or has "

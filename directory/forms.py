@@ -13,6 +13,7 @@ from clients.forms import OneValueForm
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 CA_MAX_BYTES = 256 * 1024
+CERTIFICATE_MAX_BYTES = 64 * 1024
 
 
 def _queue_field() -> forms.CharField:
@@ -46,7 +47,7 @@ class ConnectionFormBase(OneValueForm):
     def parameters(self) -> dict[str, Any]:
         raise NotImplementedError
 
-    def secrets(self) -> dict[str, str]:
+    def secrets(self) -> dict[str, str | None]:
         return {name: self.cleaned_data.get(name) or "" for name in self.secret_fields}
 
 
@@ -139,7 +140,15 @@ class ActiveDirectoryForm(ConnectionFormBase):
 
 
 class EntraForm(ConnectionFormBase):
-    secret_fields = ("client_secret",)
+    """An app registration in the client's tenant, proven by a client secret or a certificate.
+
+    The certificate is a file upload (one PEM with the certificate and its private key) rather
+    than a text box, so the key is never sent back in the page, not even when the form has
+    errors. Exactly one of the two is needed on create; on edit both may stay empty (the stored
+    one is kept), and entering one replaces whichever is stored (see ``secrets``).
+    """
+
+    secret_fields = ("client_secret", "certificate")
 
     tenant_id = forms.CharField(
         max_length=100, label="Tenant ID",
@@ -152,12 +161,34 @@ class EntraForm(ConnectionFormBase):
         "monitoring, AuditLog.Read.All (with an Entra ID P1 or P2 licence).",
     )
     client_secret = forms.CharField(
-        max_length=512, label="Client secret", strip=False,
+        required=False, max_length=512, label="Client secret", strip=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="The secret's Value (not its Secret ID). Or leave it empty and upload a "
+        "certificate instead.",
+    )
+    certificate = forms.FileField(
+        required=False, label="…or a certificate with its private key",
+        widget=forms.FileInput(attrs={"accept": ".pem,.crt,.key,.txt"}),
+        help_text="One PEM file (at most 64 kB) holding the certificate and its unencrypted "
+        "RSA private key, 2048 bits or more. Add the certificate alone (without the key) to the "
+        "app registration's Certificates & secrets.",
     )
     queue = _queue_field()
     monitor_lockouts = forms.BooleanField(required=False, initial=True,
                                           label="Watch for account lockouts")
+
+    def __init__(self, *args: Any, editing: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, editing=editing, **kwargs)
+        # Either credential will do; clean() asks for exactly one.
+        for name in self.secret_fields:
+            self.fields[name].required = False
+        if editing:
+            self.fields["client_secret"].help_text = (
+                "Stored encrypted and never shown. Leave this and the certificate empty to keep "
+                "what is stored; a new secret replaces the stored secret or certificate.")
+            self.fields["certificate"].help_text = (
+                "Stored encrypted and never shown. A new certificate (one PEM with its private "
+                "key) replaces the stored secret or certificate.")
 
     def _guid(self, name: str) -> str:
         value: str = self.cleaned_data[name].strip()
@@ -179,9 +210,59 @@ class EntraForm(ConnectionFormBase):
             raise forms.ValidationError("The secret cannot be only spaces.")
         return secret
 
+    def clean_certificate(self) -> str:
+        """The uploaded certificate and key, checked as Entra ID needs them, as one PEM."""
+        # Imported here: the adapter (and msal) load only where a directory is used.
+        from directory.base import DirectoryError
+        from directory.entra import certificate_credential_parse
+
+        upload: UploadedFile | None = self.cleaned_data.get("certificate")
+        if not upload:
+            return ""
+        if (upload.size or 0) > CERTIFICATE_MAX_BYTES:
+            raise forms.ValidationError("A certificate file is at most 64 kB.")
+        try:
+            text = upload.read(CERTIFICATE_MAX_BYTES + 1).decode("utf-8")
+        except UnicodeDecodeError:
+            raise forms.ValidationError(
+                "This file is not PEM text. For a .pfx file, convert it first: openssl pkcs12 "
+                "-in blink.pfx -out blink.pem -nodes.") from None
+        try:
+            return certificate_credential_parse(text).pem()
+        except DirectoryError as exc:
+            raise forms.ValidationError(exc.message) from None
+
+    def clean(self) -> dict[str, Any] | None:
+        cleaned = super().clean() or {}
+        if "client_secret" in self.errors or "certificate" in self.errors:
+            return cleaned
+        secret, certificate = cleaned.get("client_secret"), cleaned.get("certificate")
+        if secret and certificate:
+            self.add_error("certificate", "Give a client secret or a certificate, not both.")
+        elif not secret and not certificate and not self.editing:
+            self.add_error("client_secret", "Enter the app registration's client secret, or "
+                           "upload its certificate with the private key.")
+        return cleaned
+
     def parameters(self) -> dict[str, Any]:
         return {"tenant_id": self.cleaned_data["tenant_id"],
                 "client_id": self.cleaned_data["client_id"]}
+
+    def secrets(self) -> dict[str, str | None]:
+        """``client_secret`` and/or ``certificate_pem``, as connection_save merges them.
+
+        Empty values keep what is stored. A new credential on edit comes with None for the
+        other one, which removes it, so switching between a secret and a certificate leaves
+        exactly one in use.
+        """
+        secret = self.cleaned_data.get("client_secret") or ""
+        certificate = self.cleaned_data.get("certificate") or ""
+        values: dict[str, str | None] = {"client_secret": secret, "certificate_pem": certificate}
+        if self.editing and secret:
+            values["certificate_pem"] = None
+        elif self.editing and certificate:
+            values["client_secret"] = None
+        return values
 
 
 FORMS: dict[str, type[ConnectionFormBase]] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -30,15 +31,18 @@ OTHER_FIELDS = ("name", "dn")
 @transaction.atomic
 def connection_save(
     *, client: Client, actor: Actor, kind: str, parameters: dict[str, Any],
-    secrets: dict[str, str], queue: str = "directory", monitor_lockouts: bool = True,
+    secrets: Mapping[str, str | None], queue: str = "directory", monitor_lockouts: bool = True,
     connection: Connection | None = None,
 ) -> Connection:
-    """Create or change a client's connection. Empty secrets keep the stored ones."""
+    """Create or change a client's connection. Empty secrets keep the stored ones; a
+    secret given as None is removed (an Entra secret replaced by a certificate)."""
     creating = connection is None
     if connection is None:
         connection = Connection(client=client, kind=kind)
     stored = connection.secrets() if connection.secrets_token else {}
     stored.update({name: value for name, value in secrets.items() if value})
+    for name in [name for name, value in secrets.items() if value is None]:
+        stored.pop(name, None)
     connection.parameters = parameters
     connection.set_secrets(stored)
     connection.queue = queue
@@ -50,7 +54,8 @@ def connection_save(
         target=connection.get_kind_display(),
         # Which secrets changed, never their values.
         detail={"parameters": sorted(parameters), "secrets_changed": sorted(
-            name for name, value in secrets.items() if value)},
+            name for name, value in secrets.items() if value), "secrets_removed": sorted(
+            name for name, value in secrets.items() if value is None)},
     )
     return connection
 

@@ -3,6 +3,7 @@ the Microsoft identity platform and Graph (tests/fakes/graph.py)."""
 
 from __future__ import annotations
 
+import base64
 import logging
 import socket
 import time
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 import requests
+from cryptography.hazmat.primitives import hashes, serialization
 
 from directory.base import Directory, DirectoryError
 from directory.entra import (
@@ -25,10 +27,14 @@ from directory.entra import (
 from tests.fakes.graph import (
     DIRECTORY_READERS,
     GLOBAL_ADMINISTRATOR,
+    JWT_BEARER,
     USER_ADMINISTRATOR,
+    ClientCertificate,
     FakeGraph,
     generate_ca,
+    generate_client_certificate,
     pem,
+    sign_client_assertion,
 )
 
 NEW_PASSWORD = "Tulip-Harbor-42"
@@ -345,6 +351,210 @@ def test_an_unreachable_host_is_temporary(make: Callable[..., EntraDirectory]) -
     assert f"127.0.0.1:{port}" in error.message
 
 
+# ---------------------------------------------------------------------------- certificates
+
+
+def test_settings_never_show_the_certificate(app_certificate: ClientCertificate) -> None:
+    settings = EntraSettings(tenant_id="t", client_id="c", certificate_pem=app_certificate.pem)
+    assert "PRIVATE KEY" not in repr(settings)
+    assert app_certificate.certificate_pem not in repr(settings)
+
+
+def test_a_certificate_signs_in_and_reads_the_directory(
+    graph_server: FakeGraph,
+    app_certificate: ClientCertificate,
+    make: Callable[..., EntraDirectory],
+) -> None:
+    seeded = graph_server.data.add_users(3)
+    directory = make(client_secret="", certificate_pem=app_certificate.pem)
+
+    sentence = directory.test_connection()
+    snapshot = directory.snapshot()
+
+    assert f"with certificate {app_certificate.thumbprint}" in sentence
+    assert {u.object_id for u in snapshot.users} == {u["id"] for u in seeded}
+    # Signed the way the identity platform documents today, by the registered certificate.
+    [assertion] = graph_server.assertions
+    assert (assertion.algorithm, assertion.thumbprint_header) == ("PS256", "x5t#S256")
+    assert assertion.thumbprint == app_certificate.thumbprint
+    assert assertion.x5c_is_signer
+    [token_request] = graph_server.token_requests()
+    assert token_request.body["client_assertion_type"] == JWT_BEARER
+    assert "client_secret" not in token_request.body
+
+
+def test_the_certificate_is_found_among_others_in_the_file(
+    graph_server: FakeGraph,
+    app_certificate: ClientCertificate,
+    make: Callable[..., EntraDirectory],
+) -> None:
+    _, issuer = generate_ca("Some issuing CA")
+    # Key first, then an issuer certificate, then the app's own: the order openssl may write.
+    text = app_certificate.private_key_pem + pem(issuer).decode() + app_certificate.certificate_pem
+
+    make(client_secret="", certificate_pem=text).test_connection()
+
+    [assertion] = graph_server.assertions
+    assert assertion.thumbprint == app_certificate.thumbprint and assertion.x5c_is_signer
+
+
+def test_an_unregistered_certificate_is_a_sentence(
+    graph_server: FakeGraph,
+    app_certificate: ClientCertificate,
+    make: Callable[..., EntraDirectory],
+) -> None:
+    stranger = generate_client_certificate("Not on the app")
+
+    error = error_of(make(client_secret="", certificate_pem=stranger.pem).test_connection)
+
+    assert (error.code, error.permanent) == ("bad_credentials", True)
+    assert f"did not accept the certificate {stranger.thumbprint}" in error.message
+    assert "Certificates & secrets" in error.message
+    assert "PRIVATE KEY" not in error.message
+    assert graph_server.assertions == []
+    [token_request] = graph_server.token_requests()
+    assert token_request.status == 401
+
+
+def _expired() -> str:
+    now = datetime.now(UTC)
+    return generate_client_certificate(not_before=now - timedelta(days=400),
+                                       not_after=now - timedelta(days=1)).pem
+
+
+def _passphrase_protected(pair: ClientCertificate) -> str:
+    key = pair.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.BestAvailableEncryption(b"open sesame"))
+    return pair.certificate_pem + key.decode()
+
+
+@pytest.mark.parametrize(("build", "sentence"), [
+    (lambda pair: "I am not a certificate", "is not a PEM certificate"),
+    (lambda pair: pair.private_key_pem, "is not a PEM certificate"),
+    (lambda pair: pair.certificate_pem, "comes without its private key"),
+    (lambda pair: pair.pem + pair.private_key_pem, "more than one private key"),
+    (lambda pair: pair.certificate_pem + "-----BEGIN PRIVATE KEY-----\nnope\n"
+                                         "-----END PRIVATE KEY-----\n", "cannot be read"),
+    (_passphrase_protected, "protected by a passphrase"),
+    (lambda pair: generate_client_certificate(elliptic=True).pem, "needs an RSA key"),
+    (lambda pair: generate_client_certificate(key_size=1024).pem, "has 1024 bits"),
+    (lambda pair: pair.certificate_pem + generate_client_certificate().private_key_pem,
+     "does not belong to the certificate"),
+    (lambda pair: _expired(), "expired on"),
+], ids=["garbage", "key-only", "certificate-only", "two-keys", "unreadable-key", "passphrase",
+        "elliptic", "short-key", "someone-elses-key", "expired"])
+def test_an_unusable_certificate_is_refused_before_any_call(
+    graph_server: FakeGraph,
+    app_certificate: ClientCertificate,
+    make: Callable[..., EntraDirectory],
+    build: Callable[[ClientCertificate], str],
+    sentence: str,
+) -> None:
+    error = error_of(make(client_secret="", certificate_pem=build(app_certificate)).snapshot)
+
+    assert (error.code, error.permanent) == ("config", True)
+    assert sentence in error.message
+    assert "PRIVATE KEY-----" not in error.message
+    assert graph_server.requests == []
+
+
+def test_a_worker_clock_that_is_off_is_a_sentence(
+    graph_server: FakeGraph,
+    app_certificate: ClientCertificate,
+    make: Callable[..., EntraDirectory],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import msal.oauth2cli.assertion
+
+    class HourBehind:
+        @staticmethod
+        def time() -> float:
+            return time.time() - 3600
+
+    # msal stamps the assertion's iat/exp from this clock.
+    monkeypatch.setattr(msal.oauth2cli.assertion, "time", HourBehind)
+
+    error = error_of(make(client_secret="", certificate_pem=app_certificate.pem).test_connection)
+
+    assert (error.code, error.permanent) == ("clock", False)
+    assert "clock" in error.message
+
+
+@pytest.mark.parametrize(("secret", "with_certificate", "sentence"), [
+    ("a-secret", True, "both a client secret and a certificate"),
+    ("", False, "neither a client secret nor a certificate"),
+])
+def test_exactly_one_credential_is_needed(
+    graph_server: FakeGraph,
+    app_certificate: ClientCertificate,
+    make: Callable[..., EntraDirectory],
+    secret: str,
+    with_certificate: bool,
+    sentence: str,
+) -> None:
+    directory = make(client_secret=secret,
+                     certificate_pem=app_certificate.pem if with_certificate else "")
+
+    error = error_of(directory.test_connection)
+
+    assert (error.code, error.permanent) == ("config", True)
+    assert sentence in error.message
+    assert graph_server.requests == []
+
+
+def _fingerprint(pair: ClientCertificate, algorithm: hashes.HashAlgorithm) -> str:
+    return base64.urlsafe_b64encode(pair.certificate.fingerprint(algorithm)).decode()
+
+
+@pytest.mark.parametrize(("change", "outcome"), [
+    ({}, 200),
+    ({"algorithm": "RS256"}, 200),  # msal's older SHA-1 thumbprint route
+    ({"claims": {"aud": "https://login.microsoftonline.com/common/oauth2/v2.0/token"}},
+     "AADSTS700023"),
+    ({"claims": {"iss": "someone-else"}}, "AADSTS700021"),
+    ({"claims": {"sub": None}}, "AADSTS700021"),
+    ({"claims": {"exp": 1_000_000_000}}, "AADSTS700024"),
+    ({"claims": {"nbf": 4_000_000_000}}, "AADSTS700024"),
+    ({"claims": {"jti": None}}, "AADSTS50027"),
+    ({"header": {"x5t#S256": None}}, "AADSTS700027"),
+    ({"header": {"alg": "HS256"}}, "AADSTS50027"),
+    ({"stranger": True}, "The key was not found"),
+    ({"stranger": True, "claim_registered": True}, "signature value did not match"),
+], ids=["ps256", "rs256", "audience", "issuer", "subject", "expired", "not-yet", "no-jti",
+        "no-thumbprint", "hmac", "unregistered", "forged"])
+def test_the_stand_in_checks_every_part_of_a_client_assertion(
+    graph_server: FakeGraph,
+    app_certificate: ClientCertificate,
+    change: dict[str, Any],
+    outcome: int | str,
+) -> None:
+    endpoint = f"{graph_server.authority_host}/{graph_server.tenant_id}/oauth2/v2.0/token"
+    signer = generate_client_certificate(key_size=2048) if change.get("stranger") \
+        else app_certificate
+    header = dict(change.get("header", {}))
+    if change.get("claim_registered"):
+        header["x5t#S256"] = _fingerprint(app_certificate, hashes.SHA256())
+    assertion = sign_client_assertion(
+        signer, audience=endpoint, client_id=graph_server.client_id,
+        algorithm=change.get("algorithm", "PS256"), header=header,
+        claims=change.get("claims"))
+
+    response = requests.post(endpoint, verify=graph_server.ca_bundle, timeout=5, data={
+        "grant_type": "client_credentials", "client_id": graph_server.client_id,
+        "scope": "https://graph.microsoft.com/.default",
+        "client_assertion_type": JWT_BEARER, "client_assertion": assertion,
+    })
+
+    if outcome == 200:
+        assert response.status_code == 200, response.text
+        assert response.json()["access_token"]
+        return
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_client"
+    assert str(outcome) in response.json()["error_description"]
+    assert graph_server.assertions == []
+
+
 # ---------------------------------------------------------------------------- TLS
 
 
@@ -572,6 +782,23 @@ def test_logs_never_carry_secrets_tokens_or_passwords(
     assert caplog.records
     for secret in [graph_server.client_secret, NEW_PASSWORD, *graph_server.tokens]:
         assert secret not in caplog.text
+
+
+def test_logs_never_carry_the_private_key(
+    graph_server: FakeGraph,
+    app_certificate: ClientCertificate,
+    make: Callable[..., EntraDirectory],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    make(client_secret="", certificate_pem=app_certificate.pem).test_connection()
+    error_of(make(client_secret="",
+                  certificate_pem=generate_client_certificate().pem).test_connection)
+
+    assert app_certificate.thumbprint in caplog.text
+    key_lines = app_certificate.private_key_pem.splitlines()[1:-1]
+    assert not any(line in caplog.text for line in key_lines)
+    assert "PRIVATE KEY" not in caplog.text
 
 
 def test_close_then_use_again_opens_a_new_session(

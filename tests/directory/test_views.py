@@ -4,12 +4,15 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from blink.audit import SYSTEM
 from blink.models import AuditEvent
+from directory.backends import entra_for
 from directory.models import Connection, Entry
 from directory.services import connection_save
+from tests.fakes.graph import ClientCertificate, generate_client_certificate
 
 AD_FORM = {
     "url": "ldaps://dc1.corp.example:636", "bind_user": "svc-blink@corp.example",
@@ -171,3 +174,134 @@ def test_another_companys_connection_is_not_found(login, outsider, acme_client):
 def test_unknown_kind_is_not_found(login, owner, acme_client):
     response = login(owner).get(f"/clients/{acme_client.pk}/directory/add/ldap-please/")
     assert response.status_code == 404
+
+
+# ---------------------------------------------------------------------------- Entra certificates
+
+ENTRA_FORM = {
+    "tenant_id": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+    "client_id": "00000000-0000-0000-0000-000000000001",
+    "client_secret": "", "queue": "directory", "monitor_lockouts": "on",
+}
+
+
+def upload(text: str | bytes, name: str = "blink.pem") -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, text.encode() if isinstance(text, str) else text,
+                              content_type="application/x-pem-file")
+
+
+def key_lines(pair: ClientCertificate) -> list[str]:
+    """The base64 lines of the private key: none may ever appear in a page or a log."""
+    return pair.private_key_pem.splitlines()[1:-1]
+
+
+def test_add_entra_with_a_certificate_stores_it_encrypted_and_never_shows_it(
+    login, owner, acme_client, client_certificate_pair
+):
+    browser = login(owner)
+    response = browser.post(f"/clients/{acme_client.pk}/directory/add/entra/",
+                            {**ENTRA_FORM, "certificate": upload(client_certificate_pair.pem)})
+    assert response.status_code == 302
+    connection = Connection.objects.get(client=acme_client)
+    assert connection.secrets() == {"certificate_pem": client_certificate_pair.pem}
+    assert "PRIVATE KEY" not in connection.secrets_token
+    settings = entra_for(connection).settings  # type: ignore[attr-defined]
+    assert (settings.certificate_pem, settings.client_secret) == (
+        client_certificate_pair.pem, "")
+    edit = browser.get(f"/clients/{acme_client.pk}/directory/{connection.pk}/").content.decode()
+    assert not any(line in edit for line in key_lines(client_certificate_pair))
+    assert "Leave this and the certificate empty" in edit
+    event = AuditEvent.objects.get(action="connection.create")
+    assert event.detail["secrets_changed"] == ["certificate_pem"]
+    assert "PRIVATE KEY" not in str(event.detail)
+
+
+def test_editing_entra_with_empty_credentials_keeps_the_certificate(
+    login, owner, acme_client, client_certificate_pair
+):
+    browser = login(owner)
+    browser.post(f"/clients/{acme_client.pk}/directory/add/entra/",
+                 {**ENTRA_FORM, "certificate": upload(client_certificate_pair.pem)})
+    connection = Connection.objects.get(client=acme_client)
+    response = browser.post(f"/clients/{acme_client.pk}/directory/{connection.pk}/",
+                            {**ENTRA_FORM, "queue": "dir.acme"})
+    assert response.status_code == 302
+    connection.refresh_from_db()
+    assert connection.queue == "dir.acme"
+    assert connection.secrets() == {"certificate_pem": client_certificate_pair.pem}
+
+
+def test_switching_entra_between_a_certificate_and_a_secret(
+    login, owner, acme_client, client_certificate_pair
+):
+    browser = login(owner)
+    browser.post(f"/clients/{acme_client.pk}/directory/add/entra/",
+                 {**ENTRA_FORM, "certificate": upload(client_certificate_pair.pem)})
+    connection = Connection.objects.get(client=acme_client)
+    edit_url = f"/clients/{acme_client.pk}/directory/{connection.pk}/"
+
+    to_secret = browser.post(edit_url, {**ENTRA_FORM, "client_secret": "Xy8Q~new-secret"})
+    assert to_secret.status_code == 302
+    connection.refresh_from_db()
+    settings = entra_for(connection).settings  # type: ignore[attr-defined]
+    assert (settings.client_secret, settings.certificate_pem) == ("Xy8Q~new-secret", "")
+    assert "certificate_pem" not in connection.secrets()
+    update = AuditEvent.objects.get(action="connection.update").detail
+    assert (update["secrets_changed"], update["secrets_removed"]) == (
+        ["client_secret"], ["certificate_pem"])
+
+    to_certificate = browser.post(edit_url, {
+        **ENTRA_FORM, "certificate": upload(client_certificate_pair.pem)})
+    assert to_certificate.status_code == 302
+    connection.refresh_from_db()
+    settings = entra_for(connection).settings  # type: ignore[attr-defined]
+    assert (settings.client_secret, settings.certificate_pem) == (
+        "", client_certificate_pair.pem)
+
+
+@pytest.mark.parametrize("editing", [False, True])
+def test_entra_takes_a_secret_or_a_certificate_not_both(
+    login, owner, acme_client, client_certificate_pair, editing
+):
+    browser = login(owner)
+    url = f"/clients/{acme_client.pk}/directory/add/entra/"
+    if editing:
+        browser.post(url, {**ENTRA_FORM, "client_secret": "Xy8Q~stored"})
+        url = f"/clients/{acme_client.pk}/directory/{Connection.objects.get().pk}/"
+    response = browser.post(url, {**ENTRA_FORM, "client_secret": "Xy8Q~typed",
+                                  "certificate": upload(client_certificate_pair.pem)})
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Give a client secret or a certificate, not both." in page
+    assert not any(line in page for line in key_lines(client_certificate_pair))
+    assert Connection.objects.count() == int(editing)
+    if editing:
+        assert Connection.objects.get().secrets() == {"client_secret": "Xy8Q~stored"}
+
+
+def test_a_new_entra_connection_needs_a_credential(login, owner, acme_client):
+    response = login(owner).post(f"/clients/{acme_client.pk}/directory/add/entra/", ENTRA_FORM)
+    assert response.status_code == 200
+    assert "client secret, or upload its certificate with the private key" in (
+        response.content.decode())
+    assert not Connection.objects.exists()
+
+
+@pytest.mark.parametrize(("build", "message"), [
+    (lambda pair: "just some text", "is not a PEM certificate"),
+    (lambda pair: pair.certificate_pem, "comes without its private key"),
+    (lambda pair: b"\x30\x82\x05\xff\xfe binary DER or PFX", "This file is not PEM text"),
+    (lambda pair: pair.pem + "#" * (64 * 1024), "at most 64 kB"),
+    (lambda pair: generate_client_certificate(elliptic=True).pem, "needs an RSA key"),
+], ids=["text", "no-key", "binary", "too-large", "elliptic"])
+def test_a_bad_entra_certificate_is_explained(
+    login, owner, acme_client, client_certificate_pair, build, message
+):
+    response = login(owner).post(f"/clients/{acme_client.pk}/directory/add/entra/",
+                                 {**ENTRA_FORM, "certificate": upload(
+                                     build(client_certificate_pair))})
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert message in page
+    assert not any(line in page for line in key_lines(client_certificate_pair))
+    assert not Connection.objects.exists()

@@ -5,7 +5,10 @@ msal and requests run against it unchanged. It serves only what Blink's Entra ad
 in the published shapes:
 
 - ``/{tenant}/v2.0/.well-known/openid-configuration`` and ``/{tenant}/oauth2/v2.0/token``
-  (client credentials; AADSTS7000215, 700016 and 90002 errors as Entra words them);
+  (client credentials with the client secret or a certificate-signed client assertion, RFC 7523:
+  PS256 with ``x5t#S256`` or RS256 with ``x5t``, verified against the certificates registered
+  with ``register_certificate``; AADSTS7000215, 700016, 700021, 700023, 700024, 700027 and 90002
+  errors as Entra words them);
 - Graph ``/v1.0``: ``organization``, ``users`` (``$select``, ``$top`` up to 999, paging through
   absolute ``@odata.nextLink`` URLs with a ``$skiptoken``), ``users/{id}`` (GET, PATCH with
   ``passwordProfile``), ``users/{id}/transitiveMemberOf[/microsoft.graph.group]``, ``groups``,
@@ -16,12 +19,14 @@ in the published shapes:
 Knobs (``FakeGraph.knobs``) throttle the next N Graph requests (429/503 with Retry-After),
 revoke issued tokens, withdraw application permissions (403 Authorization_RequestDenied),
 remove the P1/P2 licence (403 on sign-in logs) and reject passwords. Every request is recorded
-without its Authorization value, client secret or password.
+without its Authorization value, client secret, client assertion or password; each accepted
+client assertion is described in ``assertions``.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 import datetime as dt
 import ipaddress
@@ -32,6 +37,7 @@ import secrets
 import ssl
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -40,8 +46,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 # Built-in role template ids, from the Microsoft Entra built-in roles reference.
@@ -80,6 +87,9 @@ _MAX_SIGNIN_TOP = 1000
 _DEFAULT_TOP = 100
 _MAX_IN_VALUES = 15
 _GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+# How far the identity platform lets a client assertion's exp and nbf miss its own clock.
+_ASSERTION_SKEW = 300
 
 
 def _now() -> dt.datetime:
@@ -167,6 +177,109 @@ def pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
+@dataclass(frozen=True)
+class ClientCertificate:
+    """A self-signed app certificate with its key, as an admin would make one for Blink."""
+
+    certificate: x509.Certificate
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = field(repr=False)
+
+    @property
+    def certificate_pem(self) -> str:
+        """The public part, what the admin uploads to the app registration."""
+        return pem(self.certificate).decode()
+
+    @property
+    def private_key_pem(self) -> str:
+        return self.key.private_bytes(serialization.Encoding.PEM,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()).decode()
+
+    @property
+    def pem(self) -> str:
+        """Certificate and private key in one PEM, what Blink is given."""
+        return self.certificate_pem + self.private_key_pem
+
+    @property
+    def thumbprint(self) -> str:
+        """SHA-1 thumbprint in upper-case hex, as the Entra admin center shows it."""
+        return self.certificate.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303
+
+
+def generate_client_certificate(
+    common_name: str = "Blink Graph access",
+    *,
+    key_size: int = 2048,
+    elliptic: bool = False,
+    not_before: dt.datetime | None = None,
+    not_after: dt.datetime | None = None,
+) -> ClientCertificate:
+    """A self-signed certificate like ``New-SelfSignedCertificate`` or ``openssl req -x509``
+    makes: RSA (``key_size`` bits) unless ``elliptic``, valid from an hour ago for a year
+    unless told otherwise."""
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = (
+        ec.generate_private_key(ec.SECP256R1()) if elliptic
+        else rsa.generate_private_key(public_exponent=65537, key_size=key_size))
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = _now()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before or now - dt.timedelta(hours=1))
+        .not_valid_after(not_after or now + dt.timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
+    return ClientCertificate(cert, key)
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def sign_client_assertion(
+    credential: ClientCertificate,
+    *,
+    audience: str,
+    client_id: str,
+    algorithm: str = "PS256",
+    header: dict[str, Any] | None = None,
+    claims: dict[str, Any] | None = None,
+) -> str:
+    """A client assertion (RFC 7523) signed with ``credential``'s key, for tests that need one
+    msal would never send. ``header`` and ``claims`` override the defaults (None removes)."""
+    now = int(time.time())
+    thumbprint = (hashes.SHA256() if algorithm == "PS256" else hashes.SHA1())  # noqa: S303
+    head: dict[str, Any] = {
+        "alg": algorithm, "typ": "JWT",
+        "x5t#S256" if algorithm == "PS256" else "x5t":
+            _b64url(credential.certificate.fingerprint(thumbprint)),
+    }
+    body: dict[str, Any] = {"aud": audience, "iss": client_id, "sub": client_id,
+                            "jti": str(uuid.uuid4()), "nbf": now, "iat": now, "exp": now + 600}
+    head = {k: v for k, v in {**head, **(header or {})}.items() if v is not None}
+    body = {k: v for k, v in {**body, **(claims or {})}.items() if v is not None}
+    signing_input = (f"{_b64url(json.dumps(head).encode())}."
+                     f"{_b64url(json.dumps(body).encode())}").encode()
+    key = credential.key
+    assert isinstance(key, rsa.RSAPrivateKey), "client assertions are signed with RSA keys"
+    signature = key.sign(signing_input, _assertion_padding(algorithm), hashes.SHA256())
+    return f"{signing_input.decode()}.{_b64url(signature)}"
+
+
+def _assertion_padding(algorithm: str) -> padding.AsymmetricPadding:
+    # PS256 (RFC 7518 3.5): PSS with MGF1-SHA256 and a salt as long as the hash.
+    if algorithm == "PS256":
+        return padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+    return padding.PKCS1v15()
+
+
 # ---------------------------------------------------------------------------------------------
 # State
 
@@ -191,6 +304,20 @@ class RecordedRequest:
     @property
     def is_graph(self) -> bool:
         return self.path.startswith("/v1.0/")
+
+
+@dataclass(frozen=True)
+class SignedAssertion:
+    """A client assertion the token endpoint accepted: how it was signed, by which certificate."""
+
+    algorithm: str
+    # "x5t#S256" or "x5t": the header that named the certificate.
+    thumbprint_header: str
+    # SHA-1 thumbprint (upper-case hex) of the registered certificate that verified it.
+    thumbprint: str
+    # The x5c header was sent, and its first certificate is that one.
+    sent_x5c: bool
+    x5c_is_signer: bool
 
 
 @dataclass
@@ -375,6 +502,9 @@ class FakeGraph:
         self.knobs = Knobs()
         self.requests: list[RecordedRequest] = []
         self.tokens: dict[str, _Token] = {}
+        # Certificates registered on the app (its keyCredentials), and assertions accepted.
+        self.certificates: list[x509.Certificate] = []
+        self.assertions: list[SignedAssertion] = []
         self.lock = threading.RLock()
         self._tempdir = tempfile.TemporaryDirectory(prefix="fake-graph-")
         ca_key, ca_cert = generate_ca("Blink fake Graph CA")
@@ -419,6 +549,8 @@ class FakeGraph:
             self.knobs = Knobs()
             self.requests = []
             self.tokens = {}
+            self.certificates = []
+            self.assertions = []
 
     # -- addresses
 
@@ -446,6 +578,20 @@ class FakeGraph:
         """Answer the next ``count`` token requests with ``status`` (an identity outage)."""
         with self.lock:
             self.knobs.token_throttle.extend([(status, retry_after)] * count)
+
+    def register_certificate(self, certificate: str | bytes | ClientCertificate) -> str:
+        """Add a certificate (its public part) to the app registration; its SHA-1 thumbprint.
+
+        The client secret keeps working too, as in Entra, where an app may hold both.
+        """
+        if isinstance(certificate, ClientCertificate):
+            cert = certificate.certificate
+        else:
+            data = certificate.encode() if isinstance(certificate, str) else certificate
+            cert = x509.load_pem_x509_certificate(data)
+        with self.lock:
+            self.certificates.append(cert)
+        return cert.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303
 
     def revoke_tokens(self) -> None:
         """Every token issued so far stops working (Graph answers 401)."""
@@ -600,7 +746,8 @@ class _Handler(BaseHTTPRequestHandler):
             raise _GraphFault(405, "invalid_request",
                               "AADSTS900561: The endpoint only accepts POST requests.")
         form = {k: v[-1] for k, v in parse_qs(raw.decode()).items()}
-        record.body = {k: v for k, v in form.items() if k != "client_secret"}
+        record.body = {k: v for k, v in form.items()
+                       if k not in ("client_secret", "client_assertion")}
         with fake.lock:
             queued = fake.knobs.token_throttle.pop(0) if fake.knobs.token_throttle else None
         if queued is not None:
@@ -622,7 +769,20 @@ class _Handler(BaseHTTPRequestHandler):
                               "administrator of the tenant or consented to by any user in the "
                               "tenant. You may have sent your authentication request to the "
                               "wrong tenant.")
-        if not secrets.compare_digest(form.get("client_secret", ""), fake.client_secret):
+        if "client_assertion" in form or "client_assertion_type" in form:
+            if "client_secret" in form:
+                raise _GraphFault(400, "invalid_request",
+                                  "AADSTS50148: Present either a client secret or a client "
+                                  "assertion, not both.")
+            if form.get("client_assertion_type") != JWT_BEARER or not form.get(
+                    "client_assertion"):
+                raise _GraphFault(400, "invalid_request",
+                                  "AADSTS90014: The required field 'client_assertion' or "
+                                  "'client_assertion_type' is missing from the credential. "
+                                  "Ensure that you have all the necessary parameters for the "
+                                  "login request.")
+            self._verify_assertion(form["client_assertion"], tenant, client_id)
+        elif not secrets.compare_digest(form.get("client_secret", ""), fake.client_secret):
             raise _GraphFault(401, "invalid_client",
                               "AADSTS7000215: Invalid client secret provided. Ensure the secret "
                               "being sent in the request is the client secret value, not the "
@@ -641,6 +801,107 @@ class _Handler(BaseHTTPRequestHandler):
             fake.tokens[token] = _Token(client_id, _now() + dt.timedelta(seconds=lifetime))
         return 200, {"token_type": "Bearer", "expires_in": lifetime,
                      "ext_expires_in": lifetime, "access_token": token}, {}
+
+    def _verify_assertion(self, assertion: str, tenant: str, client_id: str) -> None:
+        """Check a client assertion as the identity platform does; record it if it passes.
+
+        The signature is verified with the registered certificate the header's thumbprint
+        names (PS256 or RS256), then aud (this tenant's token endpoint), iss = sub = client id,
+        jti, and exp/nbf within five minutes of the clock.
+        """
+        fake = self.fake
+        malformed = "AADSTS50027: JWT token is invalid or malformed."
+        parts = assertion.split(".")
+        if len(parts) != 3:
+            raise _GraphFault(401, "invalid_client", malformed)
+        try:
+            header = json.loads(_b64url_decode(parts[0]))
+            claims = json.loads(_b64url_decode(parts[1]))
+            signature = _b64url_decode(parts[2])
+        except (ValueError, binascii.Error):
+            raise _GraphFault(401, "invalid_client", malformed) from None
+        if not isinstance(header, dict) or not isinstance(claims, dict):
+            raise _GraphFault(401, "invalid_client", malformed)
+        algorithm = header.get("alg")
+        if algorithm not in ("PS256", "RS256"):
+            raise _GraphFault(401, "invalid_client",
+                              f"{malformed} [Reason - the signing algorithm {algorithm!r} is "
+                              "not supported.]")
+        digest: hashes.HashAlgorithm
+        if "x5t#S256" in header:
+            named_by, digest = "x5t#S256", hashes.SHA256()
+        elif "x5t" in header:
+            named_by, digest = "x5t", hashes.SHA1()  # noqa: S303
+        else:
+            raise _GraphFault(401, "invalid_client",
+                              "AADSTS700027: Client assertion contains an invalid signature. "
+                              "[Reason - No certificate thumbprint specified in token "
+                              "header.]")
+        named = str(header[named_by])
+        try:
+            # Compared decoded: msal sends the thumbprint base64url-encoded with its "=" padding.
+            wanted = _b64url_decode(named.rstrip("="))
+        except (ValueError, binascii.Error):
+            wanted = b""
+        shown = wanted.hex().upper() or named
+
+        def invalid(reason: str) -> _GraphFault:
+            return _GraphFault(
+                401, "invalid_client",
+                f"AADSTS700027: Client assertion contains an invalid signature. [Reason - "
+                f"{reason}, Thumbprint of key used by client: '{shown}', Please visit the Azure "
+                "Portal, Graph Explorer or directly use MS Graph to see configured keys for app "
+                f"Id '{client_id}'.]")
+
+        with fake.lock:
+            certificate = next((c for c in fake.certificates
+                                if c.fingerprint(digest) == wanted), None)
+        if certificate is None:
+            raise invalid("The key was not found.")
+        if not certificate.not_valid_before_utc <= _now() < certificate.not_valid_after_utc:
+            raise invalid("The key used is expired.")
+        public = certificate.public_key()
+        if not isinstance(public, rsa.RSAPublicKey):
+            raise invalid("The key is not an RSA key.")
+        if public.key_size < 2048:
+            raise invalid(f"RSA key size {public.key_size} is less than the minimum "
+                          "required 2048 bits")
+        try:
+            public.verify(signature, f"{parts[0]}.{parts[1]}".encode(),
+                          _assertion_padding(algorithm), hashes.SHA256())
+        except InvalidSignature:
+            raise invalid("The provided signature value did not match the expected "
+                          "signature value.") from None
+        if claims.get("aud") != f"{fake.origin}/{tenant}/oauth2/v2.0/token":
+            raise _GraphFault(401, "invalid_client",
+                              "AADSTS700023: Client assertion audience claim does not match "
+                              "Realm issuer.")
+        if claims.get("iss") != client_id or claims.get("sub") != client_id:
+            raise _GraphFault(401, "invalid_client",
+                              "AADSTS700021: Client assertion application identifier doesn't "
+                              "match 'client_id' parameter.")
+        if not claims.get("jti"):
+            raise _GraphFault(401, "invalid_client",
+                              f"{malformed} [Reason - the jti claim is missing.]")
+        now = time.time()
+        expires, not_before = claims.get("exp"), claims.get("nbf", 0)
+        if (not isinstance(expires, int | float) or not isinstance(not_before, int | float)
+                or expires + _ASSERTION_SKEW <= now or not_before - _ASSERTION_SKEW > now):
+            raise _GraphFault(401, "invalid_client",
+                              "AADSTS700024: Client assertion is not within its valid time "
+                              f"range. Current time: {_iso(_now())}.")
+        chain = header.get("x5c")
+        signer_der = certificate.public_bytes(serialization.Encoding.DER)
+        try:
+            x5c_is_signer = (isinstance(chain, list) and bool(chain)
+                             and base64.b64decode(chain[0]) == signer_der)
+        except (TypeError, ValueError, binascii.Error):
+            x5c_is_signer = False
+        with fake.lock:
+            fake.assertions.append(SignedAssertion(
+                algorithm=algorithm, thumbprint_header=named_by,
+                thumbprint=certificate.fingerprint(hashes.SHA1()).hex().upper(),  # noqa: S303
+                sent_x5c=bool(chain), x5c_is_signer=x5c_is_signer))
 
     def _tenant_not_found(self, tenant: str) -> str:
         return (f"AADSTS90002: Tenant '{tenant}' not found. Check to make sure you have the "

@@ -65,3 +65,38 @@ def test_a_wrong_client_secret_is_explained(graph_server, entra, acme_client,
     assert entra.last_test_status == "failed"
     assert "secret" in entra.last_test_message.lower()
     assert "not-it" not in entra.last_test_message
+
+
+def test_sync_an_entra_tenant_signed_in_with_a_certificate(
+    graph_server, app_certificate, acme_client, django_capture_on_commit_callbacks
+):
+    connection = connection_save(
+        client=acme_client, actor=SYSTEM, kind="entra",
+        parameters={
+            "tenant_id": graph_server.tenant_id, "client_id": graph_server.client_id,
+            "authority_host": graph_server.authority_host, "graph_url": graph_server.graph_url,
+            "ca_bundle": graph_server.ca_bundle,
+        },
+        secrets={"certificate_pem": app_certificate.pem},
+    )
+    data = graph_server.data
+    data.add_users(5)
+    boss = data.add_user("boss@globex.example", display_name="Bea Boss")
+    data.assign_role(boss["id"], GLOBAL_ADMINISTRATOR)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        connection_test_request(connection=connection, actor=SYSTEM)
+        directory_sync_request(connection=connection, actor=SYSTEM)
+    connection.refresh_from_db()
+
+    assert connection.last_test_status == "ok", connection.last_test_message
+    assert app_certificate.thumbprint in connection.last_test_message
+    assert connection.last_sync_status == "ok", connection.last_sync_message
+    users = Entry.objects.filter(connection=connection, kind="user")
+    assert users.count() == 6
+    assert users.get(upn="boss@globex.example").protected
+    # Every sign-in was a certificate-signed assertion the stand-in verified; no secret was sent.
+    token_requests = graph_server.token_requests()
+    assert token_requests and len(graph_server.assertions) == len(token_requests)
+    assert all("client_secret" not in r.body for r in token_requests)
+    assert {a.thumbprint for a in graph_server.assertions} == {app_certificate.thumbprint}
