@@ -16,6 +16,7 @@ def demo_user(acme_client):
                                  secrets={})
     demo_directory_seed(connection)
     user = DemoObject.objects.filter(connection=connection, kind="user", enabled=True).first()
+    assert user is not None
     DemoDirectory(connection.pk).reset_password(user.object_id, "Temp-Pass-4477", must_change=True)
     return user
 
