@@ -1,15 +1,19 @@
-"""The activation flow: link → mobile number → SMS code → active.
+"""The activation flow: link → mobile number → SMS code → (PIN) → active.
 
 The browser's session remembers which Blink user is activating; nothing the
-browser posts names a user, a phone it did not type, or a step it skipped.
+browser posts names a user, a phone it did not type, or a step it skipped. Clients
+whose SMS reset needs a PIN add a step after the code: the user chooses a PIN of 4 to 6 digits,
+kept only as a password hash, and becomes active with it.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from itertools import pairwise
 
 import phonenumbers
+from django.contrib.auth.hashers import make_password
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from phonenumber_field.phonenumber import PhoneNumber
@@ -17,7 +21,13 @@ from phonenumber_field.phonenumber import PhoneNumber
 from blink.audit import Actor, audit_record
 from blink.invitations import activation_token_hash
 from blink.models import AuditEvent, BlinkUser, phone_mask
-from sms.codes import SelfServicePaused, verification_code_check, verification_code_issue
+from sms.codes import (
+    CODE_LIFETIME,
+    SelfServicePaused,
+    verification_code_check,
+    verification_code_issue,
+)
+from sms.models import VerificationCode
 from sms.services import company_sms_number, sms_send
 
 log = logging.getLogger(__name__)
@@ -132,9 +142,19 @@ class Activated:
     sms_number: str
 
 
-def activation_code_submit(*, blink_user: BlinkUser, code: str, ip: str | None) -> Activated:
-    """Finish activation with the SMS code: the number becomes the user's, the link dies,
-    and a confirmation SMS goes out.
+@dataclass(frozen=True)
+class CodeVerified:
+    """The code was right and the client wants a PIN: the PIN step finishes activation.
+    ``code_id`` is the consumed code, the proof the PIN step asks for."""
+
+    code_id: int
+
+
+def activation_code_submit(*, blink_user: BlinkUser, code: str,
+                           ip: str | None) -> Activated | CodeVerified:
+    """Check the SMS code; for most clients, finish activation with it: the number becomes
+    the user's, the link dies, and a confirmation SMS goes out. For clients whose SMS reset
+    needs a PIN, answer ``CodeVerified`` and leave the finish to ``activation_pin_submit``.
 
     Raises ``ActivationRefused`` for a wrong or expired code and
     ``sms.codes.SelfServicePaused`` after too many wrong codes.
@@ -155,7 +175,53 @@ def activation_code_submit(*, blink_user: BlinkUser, code: str, ip: str | None) 
             "That code is wrong or has expired. Check the latest text from Blink, or "
             "send a new code."
         )
+    if blink_user.client.sms_reset_needs_pin:
+        _audit(blink_user, ip, "activation.code", AuditEvent.Result.OK,
+               next="choose a PIN")
+        return CodeVerified(code_id=checked.pk)
+    return _activation_finish(blink_user=blink_user, ip=ip)
+
+
+PIN_LENGTHS = range(4, 7)
+PIN_PROOF_MISSING = "Confirm your number with a new code first."
+
+
+def pin_problem(pin: str, *, phone: str = "") -> str:
+    """Why ``pin`` cannot be a Blink PIN, as a sentence, or "" when it can."""
+    if not (len(pin) in PIN_LENGTHS and pin.isascii() and pin.isdigit()):
+        return "Enter 4 to 6 digits."
+    steps = {int(b) - int(a) for a, b in pairwise(pin)}
+    if steps in ({0}, {1}, {-1}):
+        return "Choose a PIN that is harder to guess than repeated or consecutive digits."
+    digits = "".join(c for c in phone if c.isdigit())
+    if digits.endswith(pin):
+        return "Choose a PIN that is not the end of your phone number."
+    return ""
+
+
+def activation_pin_submit(*, blink_user: BlinkUser, code_id: int, pin: str,
+                          ip: str | None) -> Activated:
+    """Finish activation with the PIN the user chose, kept only as a password hash.
+
+    ``code_id`` must be the user's own activation code, used for the number being
+    verified within the code's lifetime: the PIN step cannot be reached any other way.
+    """
+    proof = VerificationCode.objects.filter(
+        pk=code_id, blink_user=blink_user, purpose="activation", used_at__isnull=False,
+        used_at__gt=timezone.now() - CODE_LIFETIME,
+    ).first()
+    if proof is None or not blink_user.pending_phone or proof.phone != blink_user.pending_phone:
+        raise ActivationRefused(PIN_PROOF_MISSING)
+    problem = pin_problem(pin, phone=str(blink_user.pending_phone))
+    if problem:
+        raise ActivationRefused(problem)
+    return _activation_finish(blink_user=blink_user, ip=ip, pin_hash=make_password(pin))
+
+
+def _activation_finish(*, blink_user: BlinkUser, ip: str | None,
+                       pin_hash: str = "") -> Activated:
     company = blink_user.client.company
+    reset_hint = "Text RESET and your PIN here." if pin_hash else "Text RESET here."
     try:
         with transaction.atomic():
             fresh = BlinkUser.objects.select_for_update().get(pk=blink_user.pk)
@@ -167,16 +233,18 @@ def activation_code_submit(*, blink_user: BlinkUser, code: str, ip: str | None) 
             fresh.activated_at = timezone.now()
             fresh.activation_token_hash = None
             fresh.activation_expires_at = None
+            if pin_hash:
+                fresh.pin_hash = pin_hash
             fresh.save()
+            detail = {"phone": fresh.masked_phone(), **({"pin": "set"} if pin_hash else {})}
             audit_record(
                 company=company, client=fresh.client, action="blink_user.activate",
-                actor=_user_actor(fresh, ip), detail={"phone": fresh.masked_phone()},
-                target=fresh.username,
+                actor=_user_actor(fresh, ip), detail=detail, target=fresh.username,
             )
             sms_send(
                 company=company, phone=fresh.phone, blink_user=fresh, kind="activated",
                 text=f"You're set up with Blink for {company.name}. Save this number. "
-                "Locked out or forgot your password? Text RESET here.",
+                f"Locked out or forgot your password? {reset_hint}",
             )
     except IntegrityError:
         # Someone else confirmed this number a moment ago.

@@ -45,6 +45,17 @@ class PhoneForm(OneValueForm):
         return number
 
 
+class PinForm(OneValueForm):
+    pin = forms.CharField(max_length=32, label="PIN", strip=True)
+    pin_again = forms.CharField(max_length=32, label="PIN again", strip=True)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("pin") and data.get("pin_again") and data["pin"] != data["pin_again"]:
+            self.add_error("pin_again", "The two PINs are not the same. Type it again.")
+        return data
+
+
 class CodeForm(OneValueForm):
     code = forms.CharField(max_length=32, label="6-digit code")
 
@@ -65,6 +76,11 @@ def _page(request: HttpRequest, template: str, company: Company | None,
 def _invalid_link(request: HttpRequest) -> HttpResponse:
     # The same page for unknown, used, expired and tampered links: nothing to learn from it.
     return _page(request, "invalid.html", None, status=404)
+
+
+def _steps(blink_user: BlinkUser) -> int:
+    """How many steps this user's activation has: a PIN step for clients that need one."""
+    return 3 if blink_user.client.sms_reset_needs_pin else 2
 
 
 def _current(request: HttpRequest) -> BlinkUser | None:
@@ -117,8 +133,8 @@ def activation_phone(request: HttpRequest) -> HttpResponse:
     elif blink_user.pending_phone:
         form = PhoneForm(initial={"phone": blink_user.pending_phone.as_international},
                          region=company.default_country)
-    return _page(request, "phone.html", company, {"form": form, "blink_user": blink_user},
-                 status=status)
+    return _page(request, "phone.html", company, {"form": form, "blink_user": blink_user,
+                                                  "steps": _steps(blink_user)}, status=status)
 
 
 def _too_many(request: HttpRequest, company: Company, limited: SendLimited) -> HttpResponse:
@@ -158,13 +174,56 @@ def activation_code(request: HttpRequest) -> HttpResponse:
                 request.session.pop(SESSION_KEY, None)
                 return _page(request, "paused.html", company, status=429)
             else:
-                request.session.pop(SESSION_KEY, None)
-                request.session[DONE_KEY] = done.blink_user.pk
-                return redirect("activation-done")
+                if isinstance(done, activation.CodeVerified):
+                    # The session, not the browser, carries the proof to the PIN step.
+                    request.session[SESSION_KEY] = {**request.session[SESSION_KEY],
+                                                    "verified": done.code_id}
+                    return redirect("activation-pin")
+                return _finished(request, done)
     return _page(request, "code.html", company, {
         "form": form, "notice": notice, "masked": BlinkUser(phone=blink_user.pending_phone)
-        .masked_phone(),
+        .masked_phone(), "steps": _steps(blink_user),
     }, status=status)
+
+
+def _finished(request: HttpRequest, done: activation.Activated) -> HttpResponse:
+    request.session.pop(SESSION_KEY, None)
+    request.session[DONE_KEY] = done.blink_user.pk
+    return redirect("activation-done")
+
+
+@require_http_methods(["GET", "POST"])
+@never_cache
+def activation_pin(request: HttpRequest) -> HttpResponse:
+    """The last step for clients whose SMS reset needs a PIN: choose it."""
+    blink_user = _current(request)
+    if blink_user is None:
+        return _invalid_link(request)
+    verified = request.session[SESSION_KEY].get("verified")
+    if not isinstance(verified, int) or not blink_user.client.sms_reset_needs_pin:
+        return redirect("activation-code")
+    company = blink_user.client.company
+    form = PinForm(request.POST or None)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            try:
+                done = activation.activation_pin_submit(
+                    blink_user=blink_user, code_id=verified, pin=form.cleaned_data["pin"],
+                    ip=client_ip(request),
+                )
+            except activation.ActivationRefused as refused:
+                if refused.message == activation.PIN_PROOF_MISSING:
+                    request.session[SESSION_KEY] = {
+                        key: value for key, value in request.session[SESSION_KEY].items()
+                        if key != "verified"}
+                    return redirect("activation-code")
+                form.add_error("pin", refused.message)
+            else:
+                return _finished(request, done)
+    return _page(request, "pin.html", company, {"form": form, "steps": _steps(blink_user)},
+                 status=status)
 
 
 @require_GET

@@ -7,16 +7,18 @@ as an HTML fragment. Ticking an OU or group sends its id; the server resolves it
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse, QueryDict
+from django.http import Http404, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from blink import tree
 from blink.audit import Actor
@@ -28,9 +30,11 @@ from blink.invitations import (
     blink_user_remove,
     blink_user_update,
 )
-from blink.models import BlinkUser
+from blink.models import BlinkUser, ResetRequest
+from blink.resets import PUBLISH_ERRORS, ResetRefused, reset_request_create
 from clients.models import Client
 from clients.permissions import ConsoleRequest, console_view
+from sms.models import Message
 
 USERS_PAGE_SIZE = 50
 # The setup result shown after a redirect, kept in the session for one view.
@@ -382,3 +386,196 @@ def users_resend(request: ConsoleRequest) -> HttpResponse:
             request, f"{left} ticked user{'s were' if left != 1 else ' was'} left alone: "
             "already active, left the directory, or without an email address.")
     return redirect(back)
+
+
+# -- Reset Password and Unlock ---------------------------------------------------------------
+#
+# Confirmed first; the POST records a request (blink.resets) that a worker carries out, and
+# the admin lands on its status page, which asks reset_request_status every second until it
+# has finished. Nothing here ever holds the password: it exists only in the worker and the SMS.
+
+RESET_CONFIRMATIONS = {
+    ResetRequest.Kind.RESET: (
+        "Reset {name}'s password?",
+        "Blink sets a new temporary password in the directory and texts it to {name}'s phone "
+        "({phone}). {name} must choose a new password at the next Windows sign-in. You will "
+        "not see the password.",
+        "Reset Password",
+    ),
+    ResetRequest.Kind.UNLOCK: (
+        "Unlock {name}'s account?",
+        "Blink unlocks the account in the directory and texts {name} ({phone}) that it is "
+        "unlocked. The password does not change.",
+        "Unlock",
+    ),
+}
+QUEUE_DOWN = ("Blink could not queue this request: its task queue (Redis) is not answering, so "
+              "nothing was changed and nothing was texted. Try again in a few minutes; if this "
+              "keeps happening, check Redis and the workers (/healthz says which is down).")
+
+
+def _reset_confirm(request: ConsoleRequest, blink_user: BlinkUser, kind: str, *,
+                   error: str = "", status: int = 200, refused: bool = False) -> HttpResponse:
+    title, sentence, button = RESET_CONFIRMATIONS[ResetRequest.Kind(kind)]
+    name = str(blink_user)
+    phone = blink_user.masked_phone() or "no phone on record"
+    return render(request, "blink/reset_confirm.html", {
+        "section": "users", "blink_user": blink_user, "kind": kind,
+        "title": title.format(name=name), "sentence": sentence.format(name=name, phone=phone),
+        "button": button, "error": error, "refused": refused,
+        "unlocks_too": kind == ResetRequest.Kind.RESET and blink_user.client.unlock_on_reset,
+        **_back(request.POST if request.method == "POST" else request.GET),
+    }, status=status)
+
+
+def _reset_or_unlock(request: ConsoleRequest, blink_user_id: int, kind: str) -> HttpResponse:
+    blink_user = _blink_user(request, blink_user_id)
+    if request.method != "POST":
+        return _reset_confirm(request, blink_user, kind)
+    asked_at = timezone.now()
+    try:
+        reset = reset_request_create(blink_user=blink_user, actor=Actor.from_request(request),
+                                     channel=ResetRequest.Channel.CONSOLE, kind=kind)
+    except ResetRefused as refused:
+        return _reset_confirm(request, blink_user, kind, error=refused.message, status=409,
+                              refused=True)
+    except PUBLISH_ERRORS:
+        # blink.resets has already recorded the request as failed: nothing is left queued.
+        return _reset_confirm(request, blink_user, kind, error=QUEUE_DOWN, status=503)
+    if reset.created_at < asked_at:
+        messages.info(request, f"A request for {blink_user} was already under way; this is it. "
+                               "Blink does not start a second one.")
+    back = _back(request.POST)["back"]
+    return redirect(reverse("reset-request", args=[reset.pk]) + (f"?{back}" if back else ""))
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+@console_view(write=True)
+def user_reset_password(request: ConsoleRequest, blink_user_id: int) -> HttpResponse:
+    """Reset Password: a new temporary password, texted to the user (confirmed first)."""
+    return _reset_or_unlock(request, blink_user_id, ResetRequest.Kind.RESET)
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+@console_view(write=True)
+def user_unlock(request: ConsoleRequest, blink_user_id: int) -> HttpResponse:
+    """Unlock: clear the directory lockout, keep the password (confirmed first)."""
+    return _reset_or_unlock(request, blink_user_id, ResetRequest.Kind.UNLOCK)
+
+
+@dataclass(frozen=True)
+class ResetProgress:
+    """Where a request is, as the status page and its JSON show it.
+
+    ``status`` is queued, running, sending (the directory is done; the text is on its way
+    to the provider), sent or failed; ``reason`` says why it failed, in words. ``step`` is
+    how far it got: 0 queued, 1 in the directory, 2 texted (where a failure happened).
+    """
+
+    status: str
+    label: str
+    detail: str
+    reason: str
+    finished: bool
+    step: int
+
+
+def reset_progress(reset: ResetRequest) -> ResetProgress:
+    """The request's state, with its SMS's: "sent" only once the provider has the text."""
+    blink_user = reset.blink_user
+    name = str(blink_user)
+    unlock = reset.kind == ResetRequest.Kind.UNLOCK
+    if reset.status == ResetRequest.Status.QUEUED:
+        return ResetProgress("queued", "Queued", "Waiting for a Blink worker to pick it up.",
+                             "", finished=False, step=0)
+    if reset.status == ResetRequest.Status.RUNNING:
+        return ResetProgress(
+            "running", "Unlocking" if unlock else "Resetting",
+            "Blink is unlocking the account in the directory." if unlock else
+            "Blink is setting a new temporary password in the directory.", "", finished=False,
+            step=1)
+    if reset.status == ResetRequest.Status.FAILED:
+        told = Message.objects.filter(blink_user=blink_user, kind=f"{reset.kind}_failed",
+                                      created_at__gte=reset.created_at).exists()
+        support = blink_user.client.company.support_email or "your IT support"
+        detail = (f"Blink texted {name} that it could not do it and to contact {support}."
+                  if told else f"Nothing was texted to {name}.")
+        return ResetProgress("failed", "Failed", detail,
+                             reset.reason or "The request failed.", finished=True,
+                             step=1 if reset.started_at else 0)
+    done = "The account is unlocked" if unlock else "The password was reset"
+    message = reset.message
+    if message is not None and message.status in (Message.Status.QUEUED,
+                                                   Message.Status.SENDING):
+        again = (" The SMS provider did not take it at the first try; Blink tries again "
+                 "with the same text." if message.error_code else "")
+        return ResetProgress("sending", "Texting", f"{done}; Blink is texting {name}.{again}",
+                             "", finished=False, step=2)
+    if message is not None and message.status in (Message.Status.FAILED,
+                                                   Message.Status.UNDELIVERED):
+        return ResetProgress(
+            "failed", "Failed", f"{done}, but {name} did not get the text.",
+            f"The text to {blink_user.masked_phone()} could not be delivered: "
+            f"{message.error_message or 'the SMS provider refused it.'}"
+            + ("" if unlock else " Fix that, then reset the password again."), finished=True,
+            step=2)
+    phone = blink_user.masked_phone()
+    detail = (f"{done}; Blink texted {phone} to say so." if unlock else
+              f"{done} and texted to {phone}. {name} must choose a new one at the next "
+              "Windows sign-in.")
+    return ResetProgress("sent", "Sent", detail, "", finished=True, step=2)
+
+
+STEP_MARKS = {"done": "✓", "current": "…", "failed": "✗", "todo": ""}
+
+
+def reset_steps(progress: ResetProgress, kind: str) -> list[dict[str, str]]:
+    """The three steps as the status page first shows them (reset_status.js redraws them)."""
+    labels = ["Queued", "Unlocking" if kind == ResetRequest.Kind.UNLOCK else "Resetting",
+              "Sent"]
+    steps = []
+    for index, label in enumerate(labels):
+        if index < progress.step or (index == progress.step and progress.status == "sent"):
+            state = "done"
+        elif index == progress.step:
+            state = "failed" if progress.status == "failed" else "current"
+        else:
+            state = "todo"
+        steps.append({"label": label, "state": state, "mark": STEP_MARKS[state]})
+    return steps
+
+
+def _reset_request(request: ConsoleRequest, request_id: int) -> ResetRequest:
+    return get_object_or_404(
+        ResetRequest.objects.select_related("blink_user__client__company", "message"),
+        pk=request_id, blink_user__client__company=request.membership.company,
+    )
+
+
+@require_GET
+@console_view()
+def reset_request_page(request: ConsoleRequest, request_id: int) -> HttpResponse:
+    """A reset or unlock moving queued → resetting → sent / failed. Read-only members may
+    watch it too: it shows no secret and changes nothing."""
+    reset = _reset_request(request, request_id)
+    blink_user = reset.blink_user
+    progress = reset_progress(reset)
+    confirm = "blink-user-unlock" if reset.kind == ResetRequest.Kind.UNLOCK else \
+        "blink-user-reset-password"
+    back = _back(request.GET)
+    return render(request, "blink/reset_status.html", {
+        "section": "users", "reset": reset, "blink_user": blink_user,
+        "progress": progress, "steps": reset_steps(progress, reset.kind),
+        "again_url": reverse(confirm, args=[blink_user.pk]) + (
+            f"?{back['back']}" if back["back"] else ""),
+        **back,
+    })
+
+
+@require_GET
+@console_view()
+def reset_request_status(request: ConsoleRequest, request_id: int) -> JsonResponse:
+    """The status page's JSON: status, label, detail, reason and finished."""
+    response = JsonResponse(asdict(reset_progress(_reset_request(request, request_id))))
+    response["Cache-Control"] = "no-store"
+    return response

@@ -12,6 +12,7 @@ class AuditFilterForm(forms.Form):
     client = forms.ModelChoiceField(queryset=Client.objects.none(), required=False,
                                     empty_label="All clients")
     actor = forms.CharField(required=False, max_length=150, label="Who")
+    user = forms.CharField(required=False, max_length=200, label="User")
     since = forms.DateField(required=False, label="From",
                             widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, label="To",

@@ -16,8 +16,11 @@ the user is told without any password.
 from __future__ import annotations
 
 import logging
+import traceback
 from datetime import datetime, timedelta
 
+import kombu.exceptions
+import redis.exceptions
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
@@ -32,9 +35,16 @@ from directory.encryption import SecretsUnreadable, secrets_decrypt, secrets_enc
 from directory.models import Connection, Entry
 from directory.passwords import temporary_password
 from directory.selectors import password_connection
-from sms.services import sms_send
+from sms.services import REDACTED, sms_send
 
 log = logging.getLogger(__name__)
+
+# Raised by Celery and the Redis client when a task cannot be published (the broker is down).
+PUBLISH_ERRORS: tuple[type[BaseException], ...] = (
+    kombu.exceptions.OperationalError, redis.exceptions.RedisError, OSError,
+)
+UNQUEUED_REASON = ("Blink could not queue this request: its task queue (Redis) did not answer. "
+                   "Nothing was changed and nothing was sent; try again in a few minutes.")
 
 
 class ResetRefused(Exception):
@@ -54,17 +64,43 @@ def _queue_for(blink_user: BlinkUser) -> Connection:
     return password_connection(entry=entry)
 
 
+def _stale_after() -> timedelta:
+    """How long a running request may look running before it is taken for dead: past
+    Celery's hard time limit no run can still be going."""
+    return timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 30)
+
+
 @transaction.atomic
 def reset_request_create(
     *, blink_user: BlinkUser, actor: Actor, channel: str, kind: str = ResetRequest.Kind.RESET
 ) -> ResetRequest:
     """Record a reset (or unlock) for an Active Blink user and queue it on the directory's
-    worker queue once the transaction commits."""
+    worker queue once the transaction commits.
+
+    A request of the same kind still under way for the user is returned instead of a
+    second one (a double click or a repeated text must not make two passwords). When the
+    task cannot be published the request is recorded failed and the broker's error is
+    raised (``PUBLISH_ERRORS``) to the caller, which should say so.
+    """
     if not blink_user.is_active():
         raise ResetRefused("Only Active Blink users can be reset: this user has not "
                            "finished activation.")
     if blink_user.client.is_archived():
         raise ResetRefused("This client is archived; restore it to reset its users.")
+    try:
+        connection = _queue_for(blink_user)
+    except DirectoryError as error:
+        raise ResetRefused(error.message) from None
+    # One request at a time per user: concurrent callers wait here for each other.
+    BlinkUser.objects.select_for_update().filter(pk=blink_user.pk).first()
+    pending = ResetRequest.objects.filter(
+        blink_user=blink_user, kind=kind,
+        status__in=[ResetRequest.Status.QUEUED, ResetRequest.Status.RUNNING],
+        created_at__gte=timezone.now() - _stale_after(),
+    ).first()
+    if pending is not None:
+        log.info("%s request %s is under way; not making another", kind, pending.pk)
+        return pending
     request = ResetRequest.objects.create(
         blink_user=blink_user, kind=kind, channel=channel, requested_label=actor.label[:150],
         requested_by=actor.user if actor.user is not None and actor.user.pk else None,
@@ -73,24 +109,64 @@ def reset_request_create(
     audit_record(company=blink_user.client.company, client=blink_user.client, actor=actor,
                  action=f"{kind}.request", target=blink_user.username,
                  detail={"channel": channel, "request": request.pk})
-    connection = _queue_for(blink_user)
-    from blink.tasks import reset_run
-
-    transaction.on_commit(
-        lambda: reset_run.apply_async((request.pk,), queue=connection.queue)
-    )
+    transaction.on_commit(lambda: _publish(request, queue=connection.queue))
     return request
+
+
+def _publish(request: ResetRequest, *, queue: str) -> None:
+    from blink.tasks import reset_run as task
+
+    try:
+        task.apply_async((request.pk,), queue=queue)
+    except PUBLISH_ERRORS as error:
+        # Committed but never queued: end it now rather than leave it "queued" for ever.
+        blink_user = request.blink_user
+        ResetRequest.objects.filter(pk=request.pk, status=ResetRequest.Status.QUEUED).update(
+            status=ResetRequest.Status.FAILED, reason=UNQUEUED_REASON,
+            finished_at=timezone.now(),
+        )
+        audit_record(company=blink_user.client.company, client=blink_user.client,
+                     actor=Actor(label=request.requested_label, ip=request.ip_address),
+                     action=f"{request.kind}.run", target=blink_user.username,
+                     result=AuditEvent.Result.FAILED,
+                     detail={"reason": UNQUEUED_REASON, "request": request.pk})
+        log.warning("%s request %s not queued: the task broker is unavailable (%s)",
+                    request.kind, request.pk, type(error).__name__)
+        raise
 
 
 def _claim(request_id: int) -> bool:
     now = timezone.now()
-    stale = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 30)
+    stale = now - _stale_after()
     claimed = ResetRequest.objects.filter(
         Q(status=ResetRequest.Status.QUEUED)
         | Q(status=ResetRequest.Status.RUNNING, started_at__lt=stale),
         pk=request_id,
     ).update(status=ResetRequest.Status.RUNNING, started_at=now)
     return claimed == 1
+
+
+def _run_again_when_stale(request_id: int) -> None:
+    """A task delivered again while its request still looks running — Celery hands a task
+    straight back when the worker running it was killed — comes back once the request is
+    stale and can be claimed; dropping it would leave the request "resetting" for ever."""
+    from blink.tasks import reset_run as task
+
+    if task.app.conf.task_always_eager:
+        return  # in-process: the run that holds the request is this process's own
+    request = ResetRequest.objects.filter(
+        pk=request_id, status=ResetRequest.Status.RUNNING, started_at__isnull=False,
+    ).select_related("blink_user__connection").first()
+    if request is None or request.started_at is None:
+        return
+    wait = request.started_at + _stale_after() - timezone.now()
+    try:
+        queue = _queue_for(request.blink_user).queue
+    except DirectoryError:
+        queue = request.blink_user.connection.queue
+    task.apply_async((request_id,), queue=queue, countdown=max(wait.total_seconds(), 0) + 1)
+    log.info("%s request %s is running elsewhere; checking again in %.0f s", request.kind,
+             request_id, max(wait.total_seconds(), 0) + 1)
 
 
 def _finish_failed(request: ResetRequest, reason: str) -> None:
@@ -136,10 +212,12 @@ def _notify_support(request: ResetRequest) -> None:
 def reset_run(*, request_id: int) -> None:
     """Carry out a queued reset or unlock (the task body); see the module's docstring."""
     if not _claim(request_id):
+        _run_again_when_stale(request_id)
         return
     request = ResetRequest.objects.select_related(
         "blink_user__client__company", "blink_user__connection").get(pk=request_id)
     blink_user = request.blink_user
+    secret = ""
     try:
         directory = directory_for(_queue_for(blink_user))
         if request.kind == ResetRequest.Kind.UNLOCK:
@@ -170,6 +248,15 @@ def reset_run(*, request_id: int) -> None:
         return
     except SecretsUnreadable as error:
         _finish_failed(request, str(error))
+        return
+    except Exception as error:
+        # A bug, or the worker's time limit on a hung server: end the request rather than
+        # leave it "resetting" for ever. The traceback is logged without the password.
+        detail = "".join(traceback.format_exception(error))
+        log.error("%s request %s stopped by an unexpected error:\n%s", request.kind,
+                  request.pk, detail.replace(secret, REDACTED) if secret else detail)
+        _finish_failed(request, f"Blink hit an unexpected error (request {request.pk}) and "
+                                "stopped. Try again; if it happens again, see the worker's log.")
         return
     now = timezone.now()
     with transaction.atomic():

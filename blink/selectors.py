@@ -12,11 +12,13 @@ from clients.models import Client, Company
 
 def audit_event_list(
     *, company: Company, action: str = "", client: Client | None = None, actor: str = "",
-    since: date | None = None, until: date | None = None,
+    user: str = "", since: date | None = None, until: date | None = None,
 ) -> QuerySet[AuditEvent]:
     """The company's audit events, newest first, narrowed by the given filters.
 
-    ``since`` and ``until`` are whole days in UTC, both included.
+    ``actor`` and ``user`` match part of who acted and of the target's name (a Blink
+    user's user name, a client, ...); ``since`` and ``until`` are whole days in UTC, both
+    included.
     """
     events = AuditEvent.objects.filter(company=company).select_related("client")
     if action:
@@ -25,6 +27,8 @@ def audit_event_list(
         events = events.filter(client=client)
     if actor:
         events = events.filter(actor_label__icontains=actor)
+    if user:
+        events = events.filter(target_label__icontains=user)
     if since is not None:
         events = events.filter(created_at__gte=datetime.combine(since, time.min, tzinfo=UTC))
     if until is not None:

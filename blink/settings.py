@@ -201,11 +201,19 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"
 # How often every directory's snapshot is refreshed, in minutes.
 BLINK_SYNC_INTERVAL_MINUTES = env_int("BLINK_SYNC_INTERVAL_MINUTES", default=15, minimum=1)
+# How often every monitored directory is asked which Blink users are locked, in seconds.
+BLINK_LOCKOUT_POLL_SECONDS = env_int("BLINK_LOCKOUT_POLL_SECONDS", default=60, minimum=10)
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "blink.tasks.worker_heartbeat", "schedule": 30.0},
     "directory-sync-all": {
         "task": "directory.tasks.directory_sync_all",
         "schedule": BLINK_SYNC_INTERVAL_MINUTES * 60.0,
+    },
+    "lockouts-poll-all": {
+        "task": "blink.tasks.lockouts_poll_all",
+        # A late poll is replaced by the next one rather than queued behind it.
+        "schedule": float(BLINK_LOCKOUT_POLL_SECONDS),
+        "options": {"expires": float(BLINK_LOCKOUT_POLL_SECONDS)},
     },
 }
 

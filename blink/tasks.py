@@ -29,3 +29,19 @@ def reset_run(request_id: int) -> None:
 
     if ResetRequest.objects.filter(pk=request_id).exists():
         run(request_id=request_id)
+
+
+@shared_task(ignore_result=True)
+def lockouts_poll_all() -> None:
+    """Beat's lockout check: one ``lockouts_poll`` per monitored connection, on its queue."""
+    from blink.lockouts import lockouts_poll_all as poll_all
+
+    poll_all()
+
+
+@shared_task(ignore_result=True)
+def lockouts_poll(connection_id: int) -> None:
+    """Ask one directory which Active Blink users are locked; tell the newly locked once."""
+    from blink.lockouts import lockouts_poll as poll
+
+    poll(connection_id=connection_id)

@@ -3,6 +3,10 @@
 The Twilio webhook and the development outbox's "reply as this phone" box both come in
 through ``inbound_receive``. Replies never depend on whether the sender is a Blink
 user: an unknown number gets exactly the text a user's number gets (no enumeration).
+
+RESET and UNLOCK answer every number with the same neutral reply at once; for an Active
+Blink user they also record a ``ResetRequest``, whose task (on the directory's worker)
+sends the real outcome — the temporary password, or why it could not be done.
 """
 
 from __future__ import annotations
@@ -11,16 +15,26 @@ import logging
 import re
 import unicodedata
 from collections.abc import Callable
+from datetime import timedelta
 
 import kombu.exceptions
 import redis.exceptions
 from django.conf import settings
+from django.contrib.auth.hashers import check_password
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
+from django.db.models import Sum
+from django.utils import timezone
 
-from blink.models import BlinkUser, phone_mask
+from blink.audit import Actor, audit_record
+from blink.models import AuditEvent, BlinkUser, ResetRequest, phone_mask
+from blink.resets import ResetRefused, reset_request_create
 from clients.models import Company
-from sms.models import Message
+from directory.base import DirectoryError
+from directory.models import Entry
+from sms.codes import PAUSE, WRONG_PER_DAY
+from sms.limits import SendLimited, sms_send_allow
+from sms.models import Message, OptOut, VerificationCode
 from sms.services import REDACTED, phone_opt_in, phone_opt_out, sms_send
 
 log = logging.getLogger(__name__)
@@ -33,7 +47,10 @@ PUBLISH_ERRORS: tuple[type[BaseException], ...] = (
 # An auto-responder texting back and forth with Blink stops getting answers here.
 REPLIES_PER_HOUR = 5
 
-Handler = Callable[[Message], list[Message]]
+# A handler gets the recorded text and what followed its keyword ("RESET 1234" → "1234"),
+# and returns every row it wrote whose task is queued on commit: if the broker cannot
+# take those tasks, the rows are removed again, as if the transaction had rolled back.
+Handler = Callable[[Message, str], list[models.Model]]
 
 
 class InboundDuplicate(Exception):
@@ -64,15 +81,31 @@ def inbound_company(*, to: str, messaging_service_sid: str = "") -> Company | No
     return None
 
 
+def _words(body: str) -> list[str]:
+    decomposed = unicodedata.normalize("NFKD", body)
+    letters = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return re.sub(r"[^\w\s]", "", letters.casefold()).split()
+
+
 def keyword_normalise(body: str) -> str:
     """The keyword a text means: " reset ", "RESET!" and "Réset" are all "reset".
 
     Accents and punctuation go, case folds; a text that is not one word is "".
     """
-    decomposed = unicodedata.normalize("NFKD", body)
-    letters = "".join(c for c in decomposed if not unicodedata.combining(c))
-    words = re.sub(r"[^\w\s]", "", letters.casefold()).split()
+    words = _words(body)
     return words[0] if len(words) == 1 else ""
+
+
+def keyword_parse(body: str) -> tuple[str, str]:
+    """The keyword and its argument: "RESET 1234" → ("reset", "1234"), "Réset!" →
+    ("reset", ""). Only RESET and UNLOCK take an argument (a PIN: one run of digits);
+    anything else that is not one word is ("", "")."""
+    words = _words(body)
+    if len(words) == 1:
+        return words[0], ""
+    if len(words) == 2 and words[0] in SELF_SERVICE and words[1].isdigit():
+        return words[0], words[1]
+    return "", ""
 
 
 def _stored_body(body: str) -> str:
@@ -83,14 +116,18 @@ def _stored_body(body: str) -> str:
 def _reply_allowed(phone: str) -> bool:
     key = f"sms-replies:{phone}"
     try:
-        cache.add(key, 0, 3600)
-        return int(cache.incr(key)) <= REPLIES_PER_HOUR
+        # One round trip for a number that texted within the hour, two for a new one.
+        try:
+            count = int(cache.incr(key))
+        except ValueError:
+            count = 1 if cache.add(key, 1, 3600) else int(cache.incr(key))
+        return count <= REPLIES_PER_HOUR
     except Exception:
         log.exception("reply cap could not be checked; not replying")
         return False
 
 
-def _reply(message: Message, *, kind: str, text: str) -> list[Message]:
+def _reply(message: Message, *, kind: str, text: str) -> list[models.Model]:
     if not _reply_allowed(str(message.phone)):
         log.info("no %s reply to %s: reply cap reached", kind, phone_mask(str(message.phone)))
         return []
@@ -107,18 +144,18 @@ def help_text(company: Company) -> str:
     return text + " Text STOP to opt out."
 
 
-def keyword_help(message: Message) -> list[Message]:
+def keyword_help(message: Message, argument: str = "") -> list[models.Model]:
     """HELP, INFO and every text Blink does not understand: the help text."""
     return _reply(message, kind="help", text=help_text(message.company))
 
 
-def keyword_stop(message: Message) -> list[Message]:
+def keyword_stop(message: Message, argument: str = "") -> list[models.Model]:
     """STOP and its synonyms: remember the opt-out. Twilio confirms it to the user itself."""
     phone_opt_out(phone=str(message.phone))
     return []
 
 
-def keyword_start(message: Message) -> list[Message]:
+def keyword_start(message: Message, argument: str = "") -> list[models.Model]:
     """START, UNSTOP, YES: forget the opt-out and say so."""
     phone_opt_in(phone=str(message.phone))
     return _reply(message, kind="opt_in", text=(
@@ -127,8 +164,166 @@ def keyword_start(message: Message) -> list[Message]:
     ))
 
 
+# -- RESET and UNLOCK ------------------------------------------------------------------------
+
+SELF_SERVICE = {"reset": ResetRequest.Kind.RESET, "unlock": ResetRequest.Kind.UNLOCK}
+
+
+def neutral_reply(company: Company) -> str:
+    """The immediate answer to RESET and UNLOCK, the same for every number."""
+    return (f"{company.name} Blink: If this number is registered with Blink, you'll get a "
+            "text in a moment.")
+
+
+def _sms_actor(blink_user: BlinkUser) -> Actor:
+    # "From where" for a text is the phone, shown masked like everywhere else.
+    return Actor(label=f"{blink_user.username} (SMS from {blink_user.masked_phone()})")
+
+
+def _refuse(blink_user: BlinkUser, action: str, reason: str, **detail: str) -> AuditEvent:
+    log.info("%s by SMS for blink user %s refused: %s", action, blink_user.pk, reason)
+    return audit_record(company=blink_user.client.company, client=blink_user.client,
+                        actor=_sms_actor(blink_user), action=action,
+                        target=blink_user.username, result=AuditEvent.Result.REFUSED,
+                        detail={"channel": "sms", "reason": reason, **detail})
+
+
+def _why_not(blink_user: BlinkUser) -> str:
+    """Why this user cannot reset by SMS now, or "" when they can (PIN and caps aside)."""
+    if blink_user.status == BlinkUser.Status.LEFT_DIRECTORY:
+        return "the account is no longer in the directory"
+    if not blink_user.is_active():
+        return "the user has not finished activation"
+    if blink_user.client.is_archived():
+        return "the client is archived"
+    if OptOut.objects.filter(phone=blink_user.phone).exists():
+        # Nothing can reach the phone, so a new password would only lock the user out.
+        return "the number texted STOP, so Blink cannot text it; it must text START first"
+    if blink_user.paused_until and blink_user.paused_until > timezone.now():
+        return (f"self-service is paused until {blink_user.paused_until:%Y-%m-%d %H:%M} UTC "
+                "after too many wrong codes or PINs")
+    entry = (Entry.objects.filter(connection_id=blink_user.connection_id, kind=Entry.Kind.USER,
+                                  object_id=blink_user.object_id)
+             .values("enabled", "protected").first())
+    if entry is not None and not entry["enabled"]:
+        return "the account is disabled in the directory"
+    if entry is not None and entry["protected"]:
+        return "the account is privileged, and Blink does not reset those"
+    return ""
+
+
+def _wrong_pin(blink_user: BlinkUser, phone: str) -> list[models.Model]:
+    """Count a wrong or missing PIN with the user's wrong codes (SECURITY.md: 10 in 24 h
+    pause self-service for 24 h). The count is a spent, revoked code row, so codes and PINs
+    share one budget and nothing else has to keep it."""
+    now = timezone.now()
+    attempt = VerificationCode.objects.create(
+        blink_user=blink_user, purpose="sms_pin", phone=phone, code_hash="",
+        expires_at=now, attempts=1, revoked_at=now,
+    )
+    wrong = VerificationCode.objects.filter(
+        blink_user=blink_user, created_at__gte=now - timedelta(hours=24),
+    ).aggregate(wrong=Sum("attempts"))["wrong"] or 0
+    paused = wrong >= WRONG_PER_DAY
+    if paused:
+        BlinkUser.objects.filter(pk=blink_user.pk).update(paused_until=now + PAUSE)
+    if not paused:
+        return [attempt]
+    return [attempt, _refuse(blink_user, "self_service.paused",
+                             "10 wrong codes or PINs in 24 hours: self-service paused for 24 "
+                             "hours")]
+
+
+def _pin_ok(blink_user: BlinkUser, pin: str) -> bool:
+    shaped = 4 <= len(pin) <= 6 and pin.isascii() and pin.isdigit()
+    return shaped and bool(blink_user.pin_hash) and check_password(pin, blink_user.pin_hash)
+
+
+def _try_again_text(company: Company, retry_after: int) -> str:
+    at = timezone.now() + timedelta(seconds=retry_after)
+    when = f"{at:%H:%M} UTC" + (f" on {at:%b} {at.day}" if retry_after > 12 * 3600 else "")
+    return (f"{company.name} Blink: too many requests from this phone. Try again after "
+            f"{when}.")
+
+
+def _limited(blink_user: BlinkUser, kind: str, limited: SendLimited) -> list[models.Model]:
+    """A send cap was reached: tell the user once when to try again, and the admin each time."""
+    written: list[models.Model] = []
+    try:
+        first = bool(cache.add(f"sms-cap-told:{blink_user.pk}", 1, limited.retry_after))
+    except Exception:
+        log.exception("could not record that blink user %s was told about the cap",
+                      blink_user.pk)
+        first = False
+    company = blink_user.client.company
+    if first:
+        written.append(sms_send(company=company, phone=blink_user.phone, blink_user=blink_user,
+                                kind="limited", text=_try_again_text(company,
+                                                                     limited.retry_after)))
+    written.append(_refuse(
+        blink_user, f"{kind}.request", "too many SMS for this user or phone (send cap)",
+        retry_after=str(limited.retry_after), told="yes" if first else "already told",
+    ))
+    return written
+
+
+def self_service_request(*, blink_user: BlinkUser, kind: str, pin: str,
+                         phone: str) -> list[models.Model]:
+    """A RESET or UNLOCK texted by ``blink_user``'s own phone: queue it, or refuse it with
+    an audit event and without a word to the phone (the neutral reply is all it gets).
+
+    Wrong or missing PINs (for clients that require one) count as wrong codes; the send
+    caps refuse before anything is queued and tell the user once when to try again.
+    Returns the rows written (see ``Handler``).
+    """
+    action = f"{kind}.request"
+    reason = _why_not(blink_user)
+    if reason:
+        return [_refuse(blink_user, action, reason)]
+    client = blink_user.client
+    if client.sms_reset_needs_pin and not blink_user.pin_hash:
+        return [_refuse(blink_user, action, "the client requires a PIN and this user has none "
+                        "(they activated before the PIN was required)")]
+    if client.sms_reset_needs_pin and not _pin_ok(blink_user, pin):
+        written = _wrong_pin(blink_user, phone)
+        return [*written, _refuse(blink_user, action, "wrong PIN" if pin else "no PIN")]
+    try:
+        sms_send_allow(user_id=blink_user.pk, phone=phone)
+    except SendLimited as limited:
+        return _limited(blink_user, kind, limited)
+    asked_at = timezone.now()
+    try:
+        request = reset_request_create(blink_user=blink_user, actor=_sms_actor(blink_user),
+                                       channel=ResetRequest.Channel.SMS, kind=kind)
+    except (ResetRefused, DirectoryError) as refused:
+        return [_refuse(blink_user, action, refused.message)]
+    # A request already under way is returned rather than a second one made: that one
+    # is not this text's to take back.
+    return [request] if request.created_at >= asked_at else []
+
+
+def _self_service(message: Message, kind: str, pin: str) -> list[models.Model]:
+    written = _reply(message, kind="self_service", text=neutral_reply(message.company))
+    blink_user = (BlinkUser.objects.select_related("client__company")
+                  .filter(pk=message.blink_user_id).first() if message.blink_user_id else None)
+    if blink_user is not None:
+        written += self_service_request(blink_user=blink_user, kind=kind, pin=pin,
+                                        phone=str(message.phone))
+    return written
+
+
+def keyword_reset(message: Message, argument: str = "") -> list[models.Model]:
+    """RESET (or RESET 1234): the neutral reply; a new temporary password for a user."""
+    return _self_service(message, ResetRequest.Kind.RESET, argument)
+
+
+def keyword_unlock(message: Message, argument: str = "") -> list[models.Model]:
+    """UNLOCK (or UNLOCK 1234): the neutral reply; the user's account unlocked."""
+    return _self_service(message, ResetRequest.Kind.UNLOCK, argument)
+
+
 # Keyword → handler. Twilio's own opt-out and opt-in words are here so Blink's record
-# agrees with Twilio's; RESET and UNLOCK answer with help until their flows replace them.
+# agrees with Twilio's.
 KEYWORDS: dict[str, Handler] = {
     **dict.fromkeys(
         ("stop", "stopall", "unsubscribe", "cancel", "end", "quit", "revoke", "optout"),
@@ -136,18 +331,28 @@ KEYWORDS: dict[str, Handler] = {
     ),
     **dict.fromkeys(("start", "unstop", "yes"), keyword_start),
     **dict.fromkeys(("help", "info"), keyword_help),
-    "reset": keyword_help,
-    "unlock": keyword_help,
+    "reset": keyword_reset,
+    "unlock": keyword_unlock,
 }
 
 
-def inbound_handle(message: Message) -> list[Message]:
-    """Act on one recorded inbound text by its keyword; returns the replies queued."""
-    keyword = keyword_normalise(message.body)
+def inbound_handle(message: Message, body: str) -> list[models.Model]:
+    """Act on one recorded inbound text (``body`` as it came, before digits were
+    redacted for storage) by its keyword; returns the rows written (see ``Handler``)."""
+    keyword, argument = keyword_parse(body)
     handler = KEYWORDS.get(keyword, keyword_help)
     log.info("sms %s from %s: keyword %r", message.pk, phone_mask(str(message.phone)),
              keyword if keyword in KEYWORDS else "(other)")
-    return handler(message)
+    return handler(message, argument)
+
+
+def _take_back(row: models.Model) -> None:
+    """Remove a row this text wrote; a reset request goes with its audit events (the
+    request, and its failure to be queued), as if it had never been asked for."""
+    if isinstance(row, ResetRequest):
+        AuditEvent.objects.filter(detail__request=row.pk,
+                                  company__clients__blink_users=row.blink_user_id).delete()
+    type(row)._default_manager.filter(pk=row.pk).delete()
 
 
 def inbound_receive(
@@ -160,7 +365,7 @@ def inbound_receive(
     provider's next delivery of the same message is acted on afresh.
     """
     inbound: Message | None = None
-    replies: list[Message] = []
+    written: list[models.Model] = []
     try:
         with transaction.atomic():
             inbound = Message.objects.create(
@@ -170,15 +375,18 @@ def inbound_receive(
                 blink_user=BlinkUser.objects.filter(phone=phone,
                                                     client__company=company).first(),
             )
-            replies = inbound_handle(inbound)
+            written = inbound_handle(inbound, body)
     except IntegrityError:
         if Message.objects.filter(provider_id=provider_id).exists():
             raise InboundDuplicate(provider_id) from None
         raise
     except PUBLISH_ERRORS as error:
-        # The rows committed before the reply's task failed to publish: take them back.
-        kept = [m.pk for m in (inbound, *replies) if m is not None and m.pk]
-        Message.objects.filter(pk__in=kept).delete()
+        # The rows committed before a task failed to publish: take them all back (reset
+        # requests, their audit events and wrong-PIN counts too), so the provider's next
+        # delivery starts afresh and nothing is left half-done.
+        for row in reversed([inbound, *written]):
+            if row is not None and row.pk:
+                _take_back(row)
         log.warning("sms from %s not handled: the task broker is unavailable (%s)",
                     phone_mask(phone), type(error).__name__)
         raise InboundUnavailable(provider_id) from error

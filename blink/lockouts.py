@@ -1,0 +1,199 @@
+"""Lockout monitoring: beat asks every monitored directory which Active Blink users are
+locked, and each new lockout is told to its user once, by SMS.
+
+``lockouts_poll_all`` (beat, every BLINK_LOCKOUT_POLL_SECONDS) queues one
+``lockouts_poll`` per connection on the connection's own queue; that makes ONE
+``locked_out()`` call for the connection's Active Blink users. A lockout is a
+``LockoutNotice`` row, unique per (user, locked_since): the row, its SMS and the user's
+``locked_since`` are written in one transaction, so a restarted poller, a duplicate task or
+two workers racing each other send one notice, never two. When the directory no longer
+reports the user locked, the notice closes and ``locked_since`` clears.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from blink.audit import Actor, audit_record, audit_record_many
+from blink.models import AuditEvent, BlinkUser, LockoutNotice
+from directory.backends import directory_for
+from directory.base import DirectoryError
+from directory.models import Connection
+from sms.services import sms_send
+
+log = logging.getLogger(__name__)
+
+MONITOR = Actor(label="Blink lockout monitor")
+# Connections whose last poll failed (a cache flag): the failure is audited once per streak.
+FAILING_KEY = "lockouts-failing:{}"
+
+
+def lockout_text(blink_user: BlinkUser) -> str:
+    """The SMS that tells a user their account is locked, and what to text back."""
+    if blink_user.client.sms_reset_needs_pin:
+        return (f"Your account {blink_user.username} is locked. Reply UNLOCK and your PIN "
+                "(e.g. UNLOCK 1234) to unlock it, or RESET and your PIN for a new password.")
+    return (f"Your account {blink_user.username} is locked. Reply UNLOCK to unlock it or "
+            "RESET for a new password.")
+
+
+def monitored_connections() -> list[Connection]:
+    """Connections to poll: monitoring on and available, client not archived, and at least
+    one Active Blink user."""
+    active = BlinkUser.objects.filter(connection=OuterRef("pk"),
+                                      status=BlinkUser.Status.ACTIVE)
+    return list(
+        Connection.objects.filter(monitor_lockouts=True, lockout_monitoring_unavailable="",
+                                  client__archived_at__isnull=True)
+        .filter(Exists(active)).only("pk", "queue")
+    )
+
+
+def lockouts_poll_all() -> int:
+    """Queue one ``lockouts_poll`` per monitored connection on its queue; returns how many."""
+    from blink.tasks import lockouts_poll
+
+    connections = monitored_connections()
+    # A poll still queued when the next one is due is dropped: an offline on-premises
+    # worker finds one round waiting when it comes back, not a backlog.
+    expires = float(settings.BLINK_LOCKOUT_POLL_SECONDS)
+    for connection in connections:
+        lockouts_poll.apply_async((connection.pk,), queue=connection.queue, expires=expires)
+    return len(connections)
+
+
+def _unavailable(connection: Connection, error: DirectoryError) -> None:
+    """The directory cannot report lockouts (e.g. Entra without P1/P2): say so on the
+    connection, once, and stop polling it."""
+    marked = Connection.objects.filter(pk=connection.pk, lockout_monitoring_unavailable="") \
+        .update(lockout_monitoring_unavailable=error.message[:300])
+    if marked:
+        log.warning("lockout monitoring unavailable for connection %s: %s", connection.pk,
+                    error.code)
+        audit_record(company=connection.client.company, client=connection.client,
+                     actor=MONITOR, action="lockouts.unavailable", target=str(connection),
+                     result=AuditEvent.Result.FAILED,
+                     detail={"connection": connection.pk, "reason": error.message})
+
+
+def _failed(connection: Connection, error: DirectoryError) -> None:
+    """A poll failed: log and audit the first failure of a streak, not every poll."""
+    try:
+        first = bool(cache.add(FAILING_KEY.format(connection.pk), 1, timeout=None))
+    except Exception:
+        first = True
+    if not first:
+        log.info("lockout poll of connection %s still failing (%s)", connection.pk, error.code)
+        return
+    log.warning("lockout poll of connection %s failed (%s): %s", connection.pk, error.code,
+                error.message)
+    audit_record(company=connection.client.company, client=connection.client, actor=MONITOR,
+                 action="lockouts.poll", target=str(connection),
+                 result=AuditEvent.Result.FAILED,
+                 detail={"connection": connection.pk, "reason": error.message})
+
+
+def _recovered(connection: Connection) -> None:
+    try:
+        was_failing = bool(cache.delete(FAILING_KEY.format(connection.pk)))
+    except Exception:
+        return
+    if was_failing:
+        log.info("lockout poll of connection %s works again", connection.pk)
+        audit_record(company=connection.client.company, client=connection.client,
+                     actor=MONITOR, action="lockouts.poll", target=str(connection),
+                     detail={"connection": connection.pk, "recovered": True})
+
+
+def _notify(blink_user: BlinkUser, since: datetime) -> bool:
+    """Record this lockout and tell the user, unless it is recorded already; returns
+    whether this call was the one that told them."""
+    with transaction.atomic():
+        notice, created = LockoutNotice.objects.get_or_create(blink_user=blink_user,
+                                                              locked_since=since)
+        if not created:
+            return False
+        message = sms_send(company=blink_user.client.company, phone=blink_user.phone,
+                           blink_user=blink_user, kind="lockout",
+                           text=lockout_text(blink_user))
+        LockoutNotice.objects.filter(pk=notice.pk).update(message=message)
+        # A lockout Blink itself ended (UNLOCK) before the next poll saw it end.
+        LockoutNotice.objects.filter(blink_user=blink_user, closed_at=None) \
+            .exclude(pk=notice.pk).update(closed_at=timezone.now())
+        BlinkUser.objects.filter(pk=blink_user.pk).update(locked_since=since)
+        audit_record(company=blink_user.client.company, client=blink_user.client,
+                     actor=MONITOR, action="lockout.notice", target=blink_user.username,
+                     detail={"locked_since": since.isoformat(), "notice": notice.pk})
+    log.info("blink user %s is locked out (since %s); told by sms %s", blink_user.pk,
+             since.isoformat(), message.pk)
+    return True
+
+
+def lockouts_poll(*, connection_id: int) -> None:
+    """Ask one directory which of its Active Blink users are locked, tell the newly locked
+    once, and close the lockouts that ended. Safe to run twice or concurrently."""
+    connection = (
+        Connection.objects.select_related("client__company")
+        .filter(pk=connection_id, monitor_lockouts=True, lockout_monitoring_unavailable="",
+                client__archived_at__isnull=True).first()
+    )
+    if connection is None:
+        return
+    users = list(BlinkUser.objects.filter(connection=connection, status=BlinkUser.Status.ACTIVE)
+                 .select_related("client__company"))
+    if not users:
+        return
+    try:
+        directory = directory_for(connection)
+        try:
+            locked = directory.locked_out([user.object_id for user in users])
+        finally:
+            directory.close()
+    except DirectoryError as error:
+        if error.code == "lockout_unavailable":
+            _unavailable(connection, error)
+        else:
+            _failed(connection, error)
+        return
+    _recovered(connection)
+
+    open_notices = set(LockoutNotice.objects.filter(
+        blink_user__connection=connection, closed_at=None).values_list("blink_user_id",
+                                                                     flat=True))
+    ended: list[BlinkUser] = []
+    for user in users:
+        since = locked.get(user.object_id)
+        if since is None:
+            if user.locked_since is not None or user.pk in open_notices:
+                ended.append(user)
+        elif user.locked_since is not None and user.pk in open_notices:
+            # Still the lockout the user was told about. (Entra reports the earliest
+            # refusal in its window, so ``since`` may move; that is not a new lockout.)
+            continue
+        elif not _notify(user, since) and user.locked_since is None:
+            # Told already (another worker, or before Blink unlocked it): keep the
+            # Blink Users page right without a second SMS.
+            BlinkUser.objects.filter(pk=user.pk, locked_since=None).update(locked_since=since)
+    if ended:
+        _close(connection, ended)
+
+
+def _close(connection: Connection, ended: list[BlinkUser]) -> None:
+    now = timezone.now()
+    ids = [user.pk for user in ended]
+    with transaction.atomic():
+        LockoutNotice.objects.filter(blink_user_id__in=ids, closed_at=None).update(closed_at=now)
+        BlinkUser.objects.filter(pk__in=ids).update(locked_since=None)
+        audit_record_many(company=connection.client.company, client=connection.client,
+                          actor=MONITOR, action="lockout.ended",
+                          targets=[(user.username, {"locked_since": user.locked_since.isoformat()
+                                                    if user.locked_since else None})
+                                   for user in ended])
+    log.info("lockouts ended for %d blink user(s) of connection %s", len(ids), connection.pk)

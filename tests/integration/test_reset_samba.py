@@ -1,0 +1,249 @@
+"""Reset Password and Unlock from the console against a real Active Directory (the Samba DC
+fixture), carried out by a real Celery worker on Redis that texts through the Twilio
+stand-in: the text carries a password AD makes the user change (data 773), and an unlock
+lets the old password in again."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import redis
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection as db_connection
+from django.test import Client as Browser
+from pytest_django.fixtures import Settings
+
+from blink.audit import SYSTEM
+from blink.models import AuditEvent, BlinkUser, ResetRequest
+from clients.models import Client
+from directory.models import Connection, Entry
+from directory.services import connection_save, directory_sync
+from sms.models import Message
+from tests.blink.test_reset_console import password_in
+from tests.fakes.twilio import FakeTwilio
+from tests.fixtures.samba import LOCKOUT_THRESHOLD, SambaDC, SeededUser
+from tests.integration.conftest import (
+    PROJECT_DIR,
+    CeleryWorker,
+    _worker_database_url,
+    _worker_wait_ready,
+    broker_url_for_tests,
+    publishing_to,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+PHONE = "+14155550188"
+SUPPORT = "help@acme-it.example"
+# A Redis database of this module's own, so the session's outbox worker (db 15) never takes
+# these tasks.
+REDIS_DB = 14
+WAIT_SECONDS = 60
+
+
+# A worker that texts through the Twilio stand-in
+
+
+@contextmanager
+def twilio_worker_running(
+    twilio: FakeTwilio, *, redis_db: int, log_dir: Path
+) -> Iterator[CeleryWorker]:
+    """``celery -A blink worker`` on Redis database ``redis_db`` and the test database,
+    sending SMS through ``twilio`` (the session's worker keeps the outbox backend)."""
+    if db_connection.vendor != "postgresql" or not os.environ.get("DATABASE_URL"):
+        pytest.skip("A Celery worker needs PostgreSQL to share the test database: set "
+                    "DATABASE_URL=postgres://postgres@127.0.0.1:5432/blink.")
+    broker_url = urlunsplit(urlsplit(broker_url_for_tests())._replace(path=f"/{redis_db}"))
+    try:
+        redis.Redis.from_url(broker_url, socket_connect_timeout=2).flushdb()
+    except redis.RedisError as error:
+        pytest.skip(f"A Celery worker needs Redis at {broker_url}: {error}")
+    nodename = f"blink-reset-{redis_db}-{os.getpid()}@localhost"
+    log_path = log_dir / "worker.log"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": _worker_database_url(db_connection.settings_dict["NAME"]),
+        "REDIS_URL": broker_url,
+        "PYTHONUNBUFFERED": "1",
+        "BLINK_TEST_WORKER": "true",
+        "SMS_BACKEND": "sms.backends.twilio.SmsBackend",
+        "TWILIO_ACCOUNT_SID": twilio.account_sid,
+        "TWILIO_AUTH_TOKEN": twilio.auth_token,
+        "TWILIO_API_BASE": twilio.origin,
+        "TWILIO_CA_BUNDLE": twilio.ca_bundle,
+        "TWILIO_TIMEOUT": "5",
+    }
+    env.pop("CELERY_BROKER_URL", None)
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "blink", "worker", "--pool=solo",
+             "-Q", "default,directory,sms", "-n", nodename, "--loglevel=INFO",
+             "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    worker = CeleryWorker(process=process, nodename=nodename, broker_url=broker_url,
+                          log_path=log_path)
+    try:
+        _worker_wait_ready(worker)
+        yield worker
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+        redis.Redis.from_url(broker_url, socket_connect_timeout=2).flushdb()
+
+
+@pytest.fixture(scope="module")
+def module_worker(
+    django_db_setup: None, twilio_service: FakeTwilio, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CeleryWorker]:
+    with twilio_worker_running(twilio_service, redis_db=REDIS_DB,
+                               log_dir=tmp_path_factory.mktemp("reset-worker")) as worker:
+        yield worker
+
+
+@pytest.fixture
+def worker(module_worker: CeleryWorker, transactional_db: None, settings: Settings,
+           twilio_server: FakeTwilio) -> Iterator[CeleryWorker]:
+    """The worker, with this process (and its live server) publishing to it."""
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    with publishing_to(module_worker.broker_url):
+        yield module_worker
+
+
+# The Samba-backed client and its Blink user
+
+
+@pytest.fixture
+def samba_connection(samba_dc: SambaDC, acme_client: Client) -> Connection:
+    acme_client.company.support_email = SUPPORT
+    acme_client.company.save()
+    return connection_save(
+        client=acme_client, actor=SYSTEM, kind="active_directory",
+        parameters={"url": samba_dc.url, "bind_user": samba_dc.service_upn,
+                    "base_dn": samba_dc.base_dn, "ca_pem": samba_dc.ca_pem},
+        secrets={"bind_password": samba_dc.service_password},
+    )
+
+
+def active_blink_user(connection: Connection, person: SeededUser, phone: str) -> BlinkUser:
+    """``person`` as an Active Blink user, after a sync has given them a snapshot entry."""
+    assert directory_sync(connection_id=connection.pk, claimed=True) is not None
+    entry = Entry.objects.get(connection=connection, kind="user", object_id=person.object_id)
+    return BlinkUser.objects.create(
+        client=connection.client, connection=connection, object_id=entry.object_id,
+        username=entry.username, display_name=entry.name, email=entry.email, phone=phone,
+        status=BlinkUser.Status.ACTIVE,
+    )
+
+
+def finished(browser: Browser, request_id: int, worker: CeleryWorker) -> dict[str, object]:
+    """The status JSON once the request has finished, as the status page polls it."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        progress = json.loads(browser.get(f"/users/requests/{request_id}/status").content)
+        if progress["finished"]:
+            return dict(progress)
+        if worker.process.poll() is not None:
+            pytest.fail(f"The worker exited ({worker.process.returncode}):\n{worker.log()}")
+        time.sleep(0.25)
+    pytest.fail(f"Request {request_id} did not finish in {WAIT_SECONDS} s. Worker log:\n"
+                f"{worker.log()}")
+
+
+def lock_out(samba_dc: SambaDC, upn: str) -> None:
+    for attempt in range(LOCKOUT_THRESHOLD):
+        ok, _ = samba_dc.try_bind(upn, f"Wrong-Password-{attempt}!")
+        assert not ok
+
+
+def post(browser: Browser, blink_user: BlinkUser, action: str) -> int:
+    response = browser.post(f"/users/{blink_user.pk}/{action}")
+    assert response.status_code == 302, response.content
+    return int(response["Location"].split("/")[3])
+
+
+def test_reset_password_texts_a_password_ad_makes_the_user_change(
+    worker: CeleryWorker, login: Callable[..., Browser], owner: AbstractBaseUser,
+    samba_dc: SambaDC, samba_connection: Connection, samba_user, twilio_server: FakeTwilio,
+) -> None:
+    person = samba_user()
+    blink_user = active_blink_user(samba_connection, person, PHONE)
+    browser = login(owner)
+
+    request_id = post(browser, blink_user, "reset-password")
+    progress = finished(browser, request_id, worker)
+
+    assert progress["status"] == "sent", progress
+    [sms] = twilio_server.messages_to(PHONE)
+    password = password_in(sms.body)
+    ok, message = samba_dc.try_bind(person.upn, password)
+    assert not ok and "data 773" in message, message  # must change password
+    ok, message = samba_dc.try_bind(person.upn, person.password)
+    assert not ok and "data 52e" in message, message  # the old password is gone
+    page = browser.get(f"/users/requests/{request_id}/").content.decode()
+    assert "Sent" in page
+    assert password not in page + json.dumps(progress) + worker.log()
+    assert password not in str(list(ResetRequest.objects.values())) + str(
+        list(Message.objects.values())) + str(list(AuditEvent.objects.values()))
+
+
+def test_unlock_after_failed_binds_lets_the_old_password_in(
+    worker: CeleryWorker, login: Callable[..., Browser], admin: AbstractBaseUser,
+    samba_dc: SambaDC, samba_connection: Connection, samba_user, twilio_server: FakeTwilio,
+) -> None:
+    person = samba_user()
+    blink_user = active_blink_user(samba_connection, person, PHONE)
+    lock_out(samba_dc, person.upn)
+    ok, message = samba_dc.try_bind(person.upn, person.password)
+    assert not ok and "data 775" in message, message  # locked
+
+    browser = login(admin)
+    progress = finished(browser, post(browser, blink_user, "unlock"), worker)
+
+    assert progress["status"] == "sent", progress
+    assert samba_dc.try_bind(person.upn, person.password)[0]
+    [sms] = twilio_server.messages_to(PHONE)
+    assert "is unlocked. Your password has not changed." in sms.body
+
+
+def test_a_domain_controller_out_of_reach_fails_the_request_and_a_retry_works(
+    worker: CeleryWorker, login: Callable[..., Browser], owner: AbstractBaseUser,
+    samba_dc: SambaDC, samba_connection: Connection, samba_user, twilio_server: FakeTwilio,
+) -> None:
+    person = samba_user()
+    blink_user = active_blink_user(samba_connection, person, PHONE)
+    reachable = dict(samba_connection.parameters)
+    Connection.objects.filter(pk=samba_connection.pk).update(
+        parameters={**reachable, "url": "ldaps://127.0.0.1:1"})
+    browser = login(owner)
+
+    progress = finished(browser, post(browser, blink_user, "reset-password"), worker)
+
+    assert progress["status"] == "failed"
+    assert str(progress["reason"]).startswith(
+        "Could not reach the domain controller at 127.0.0.1:1: the connection was refused.")
+    assert [m.body for m in twilio_server.messages_to(PHONE)] == [
+        f"Blink could not reset your password just now. Please contact {SUPPORT}."]
+    assert samba_dc.try_bind(person.upn, person.password)[0]  # nothing changed
+
+    Connection.objects.filter(pk=samba_connection.pk).update(parameters=reachable)
+    progress = finished(browser, post(browser, blink_user, "reset-password"), worker)
+
+    assert progress["status"] == "sent", progress
+    password = password_in(twilio_server.messages_to(PHONE)[-1].body)
+    ok, message = samba_dc.try_bind(person.upn, password)
+    assert not ok and "data 773" in message, message
