@@ -47,6 +47,9 @@ def connection_save(
     connection.set_secrets(stored)
     connection.queue = queue
     connection.monitor_lockouts = monitor_lockouts
+    # Saving is how an admin says "try again" (say, after buying the Entra licence that
+    # sign-in logs need): lockout monitoring resumes and re-checks on the next poll.
+    connection.lockout_monitoring_unavailable = ""
     connection.save()
     audit_record(
         company=client.company, actor=actor, client=client,

@@ -305,3 +305,17 @@ def test_a_bad_entra_certificate_is_explained(
     assert message in page
     assert not any(line in page for line in key_lines(client_certificate_pair))
     assert not Connection.objects.exists()
+
+
+def test_saving_a_connection_resumes_lockout_monitoring(login, owner, acme_client):
+    browser = login(owner)
+    browser.post(f"/clients/{acme_client.pk}/directory/add/active_directory/", AD_FORM)
+    connection = Connection.objects.get(client=acme_client)
+    Connection.objects.filter(pk=connection.pk).update(
+        lockout_monitoring_unavailable="Lockout monitoring needs a licence.")
+    assert "Unavailable: Lockout monitoring needs a licence." in browser.get(
+        f"/clients/{acme_client.pk}/directory/").content.decode()
+    browser.post(f"/clients/{acme_client.pk}/directory/{connection.pk}/",
+                 {**AD_FORM, "bind_password": ""})
+    connection.refresh_from_db()
+    assert connection.lockout_monitoring_unavailable == ""
