@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import datetime as dt
-import ipaddress
 import json
 import os
 import re
@@ -41,7 +39,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -49,7 +47,9 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
+
+from tests.fakes.tls import TLSServer, generate_ca, pem, server_certificate
 
 # Built-in role template ids, from the Microsoft Entra built-in roles reference.
 GLOBAL_ADMINISTRATOR = "62e90394-69f5-4237-9190-012177145e10"
@@ -102,79 +102,6 @@ def _iso(moment: dt.datetime) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Certificates
-
-
-def generate_ca(common_name: str = "Blink test CA") -> tuple[ec.EllipticCurvePrivateKey,
-                                                              x509.Certificate]:
-    """A self-signed CA, strict enough for OpenSSL 3's X.509 checks."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = _now()
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                          content_commitment=False, key_encipherment=False,
-                          data_encipherment=False, key_agreement=False,
-                          encipher_only=False, decipher_only=False),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                       critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def _server_certificate(ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate
-                        ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = _now()
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(digital_signature=True, key_cert_sign=False, crl_sign=False,
-                          content_commitment=False, key_encipherment=False,
-                          data_encipherment=False, key_agreement=True,
-                          encipher_only=False, decipher_only=False),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.SubjectAlternativeName([
-                x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                x509.DNSName("localhost"),
-            ]),
-            critical=False,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                       critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def pem(cert: x509.Certificate) -> bytes:
-    """A certificate as PEM, for CA bundle files."""
-    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 @dataclass(frozen=True)
@@ -508,7 +435,7 @@ class FakeGraph:
         self.lock = threading.RLock()
         self._tempdir = tempfile.TemporaryDirectory(prefix="fake-graph-")
         ca_key, ca_cert = generate_ca("Blink fake Graph CA")
-        key, cert = _server_certificate(ca_key, ca_cert)
+        key, cert = server_certificate(ca_key, ca_cert)
         self.ca_bundle = os.path.join(self._tempdir.name, "ca.pem")
         with open(self.ca_bundle, "wb") as fh:
             fh.write(pem(ca_cert))
@@ -521,14 +448,14 @@ class FakeGraph:
         self.ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2
         self.ssl_context.load_cert_chain(cert_file)
-        self._server: _Server | None = None
+        self._server: TLSServer[FakeGraph] | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
 
     # -- lifecycle
 
     def start(self) -> FakeGraph:
-        self._server = _Server(("127.0.0.1", 0), _Handler, self)
+        self._server = TLSServer(("127.0.0.1", 0), _Handler, self, self.ssl_context)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         name="fake-graph", daemon=True)
@@ -614,32 +541,6 @@ class FakeGraph:
         ]
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
-                 fake: FakeGraph) -> None:
-        self.fake = fake
-        super().__init__(address, handler)
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        # The TLS handshake runs here, in the connection's own thread, so a client that
-        # rejects our certificate never stalls the accept loop.
-        try:
-            tls = self.fake.ssl_context.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError):
-            return
-        try:
-            super().finish_request(tls, client_address)
-        finally:
-            with contextlib.suppress(OSError):
-                tls.close()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Clients hanging up mid-response are normal in tests; stay quiet.
-        pass
-
-
 _TENANT_PATH = re.compile(r"^/(?P<tenant>[^/]+)/(?P<rest>v2\.0/\.well-known/openid-configuration"
                           r"|oauth2/v2\.0/token)$")
 _GUID = r"[0-9a-fA-F-]{36}"
@@ -649,7 +550,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # Headers and body go out in separate writes; without this, delayed ACKs cost 40 ms a call.
     disable_nagle_algorithm = True
-    server: _Server
+    server: TLSServer[FakeGraph]
     timeout = 10
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -39,7 +39,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from twilio.request_validator import RequestValidator
 
-from tests.fakes.graph import _server_certificate, generate_ca, pem
+from tests.fakes.tls import TLSServer, generate_ca, pem, server_certificate
 
 API_VERSION = "2010-04-01"
 _MESSAGES_PATH = re.compile(rf"^/{API_VERSION}/Accounts/(?P<account>[^/]+)/Messages\.json$")
@@ -138,7 +138,7 @@ class FakeTwilio:
         self.lock = threading.RLock()
         self._tempdir = tempfile.TemporaryDirectory(prefix="fake-twilio-")
         ca_key, ca_cert = generate_ca("Blink fake Twilio CA")
-        key, cert = _server_certificate(ca_key, ca_cert)
+        key, cert = server_certificate(ca_key, ca_cert)
         self.ca_bundle = os.path.join(self._tempdir.name, "ca.pem")
         with open(self.ca_bundle, "wb") as fh:
             fh.write(pem(ca_cert))
@@ -151,13 +151,13 @@ class FakeTwilio:
         self.ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2
         self.ssl_context.load_cert_chain(cert_file)
-        self._server: _Server | None = None
+        self._server: TLSServer[FakeTwilio] | None = None
         self.port = 0
 
     # -- lifecycle
 
     def start(self) -> FakeTwilio:
-        self._server = _Server(("127.0.0.1", 0), _Handler, self)
+        self._server = TLSServer(("127.0.0.1", 0), _Handler, self, self.ssl_context)
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, name="fake-twilio",
                          daemon=True).start()
@@ -263,30 +263,6 @@ class FakeTwilio:
         return params
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
-                 fake: FakeTwilio) -> None:
-        self.fake = fake
-        super().__init__(address, handler)
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        try:
-            tls = self.fake.ssl_context.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError):
-            return
-        try:
-            super().finish_request(tls, client_address)
-        finally:
-            with contextlib.suppress(OSError):
-                tls.close()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Clients that time out and hang up are part of the tests; stay quiet.
-        pass
-
-
 class _Refusal(Exception):
     def __init__(self, code: int, **words: str) -> None:
         status, message = ERRORS[code]
@@ -309,7 +285,7 @@ class _Dropped(Exception):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
-    server: _Server
+    server: TLSServer[FakeTwilio]
     timeout = 30
 
     def log_message(self, format: str, *args: Any) -> None:
