@@ -13,10 +13,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
@@ -97,29 +98,41 @@ def _worker_wait_ready(worker: CeleryWorker) -> None:
     )
 
 
-@pytest.fixture(scope="session")
-def celery_worker_process(
-    django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[CeleryWorker]:
-    """``celery -A blink worker`` on the test broker and the test database, for the session.
+def twilio_worker_env(fake: Any) -> dict[str, str]:
+    """Settings that make a worker send SMS through the Twilio stand-in ``fake``."""
+    return {
+        "SMS_BACKEND": "sms.backends.twilio.SmsBackend",
+        "TWILIO_ACCOUNT_SID": fake.account_sid,
+        "TWILIO_AUTH_TOKEN": fake.auth_token,
+        "TWILIO_API_BASE": fake.origin,
+        "TWILIO_CA_BUNDLE": fake.ca_bundle,
+        "TWILIO_TIMEOUT": "5",
+    }
 
-    Depending on ``django_db_setup`` makes the worker stop before the test
-    database is dropped (PostgreSQL refuses to drop a database in use).
+
+@contextmanager
+def celery_worker_started(
+    *, redis_db: int, name: str, log_dir: Path, env: Mapping[str, str] | None = None
+) -> Iterator[CeleryWorker]:
+    """``celery -A blink worker`` on Redis database ``redis_db`` and the test database.
+
+    Skips (a failure on CI) without PostgreSQL or Redis. The Redis database is emptied
+    before and after. ``env`` adds settings, e.g. ``twilio_worker_env(...)``.
     """
     if connection.vendor != "postgresql" or not os.environ.get("DATABASE_URL"):
         pytest.skip(
             "The Celery worker tests need PostgreSQL: the worker is another process and "
             "must see the test database. Set DATABASE_URL=postgres://postgres@127.0.0.1:5432/blink."
         )
-    broker_url = broker_url_for_tests()
+    broker_url = urlunsplit(urlsplit(broker_url_for_tests())._replace(path=f"/{redis_db}"))
     try:
         redis.Redis.from_url(broker_url, socket_connect_timeout=2).flushdb()
     except redis.RedisError as error:
         pytest.skip(f"The Celery worker tests need Redis at {broker_url}: {error}")
 
-    nodename = f"blink-tests-{os.getpid()}@%h"
-    log_path = tmp_path_factory.mktemp("celery") / "worker.log"
-    env = {
+    nodename = f"{name}-{redis_db}-{os.getpid()}@%h"
+    log_path = log_dir / "worker.log"
+    worker_env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DATABASE_URL": _worker_database_url(connection.settings_dict["NAME"]),
@@ -127,8 +140,9 @@ def celery_worker_process(
         "PYTHONUNBUFFERED": "1",
         # tests.settings runs tasks in-process unless it is loaded by this worker.
         "BLINK_TEST_WORKER": "true",
+        **(env or {}),
     }
-    env.pop("CELERY_BROKER_URL", None)  # it would win over REDIS_URL
+    worker_env.pop("CELERY_BROKER_URL", None)  # it would win over REDIS_URL
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [
@@ -136,7 +150,7 @@ def celery_worker_process(
                 "--pool=solo", "-Q", "default,directory,sms", "-n", nodename, "--loglevel=INFO",
                 "--without-gossip", "--without-mingle", "--without-heartbeat",
             ],
-            cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=PROJECT_DIR, env=worker_env, stdout=log, stderr=subprocess.STDOUT,
         )
     worker = CeleryWorker(
         process=process,
@@ -155,6 +169,20 @@ def celery_worker_process(
             process.kill()
             process.wait(timeout=5)
         redis.Redis.from_url(broker_url, socket_connect_timeout=2).flushdb()
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(
+    django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CeleryWorker]:
+    """The session's worker on the test broker (Redis db 15) and the test database.
+
+    Depending on ``django_db_setup`` makes the worker stop before the test
+    database is dropped (PostgreSQL refuses to drop a database in use).
+    """
+    with celery_worker_started(redis_db=TEST_REDIS_DB, name="blink-tests",
+                               log_dir=tmp_path_factory.mktemp("celery")) as worker:
+        yield worker
 
 
 @pytest.fixture

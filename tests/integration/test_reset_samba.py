@@ -6,19 +6,13 @@ lets the old password in again."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-import redis
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection as db_connection
 from django.test import Client as Browser
 from pytest_django.fixtures import Settings
 
@@ -32,12 +26,10 @@ from tests.blink.test_reset_console import password_in
 from tests.fakes.twilio import FakeTwilio
 from tests.fixtures.samba import LOCKOUT_THRESHOLD, SambaDC, SeededUser
 from tests.integration.conftest import (
-    PROJECT_DIR,
     CeleryWorker,
-    _worker_database_url,
-    _worker_wait_ready,
-    broker_url_for_tests,
+    celery_worker_started,
     publishing_to,
+    twilio_worker_env,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -57,53 +49,11 @@ WAIT_SECONDS = 60
 def twilio_worker_running(
     twilio: FakeTwilio, *, redis_db: int, log_dir: Path
 ) -> Iterator[CeleryWorker]:
-    """``celery -A blink worker`` on Redis database ``redis_db`` and the test database,
-    sending SMS through ``twilio`` (the session's worker keeps the outbox backend)."""
-    if db_connection.vendor != "postgresql" or not os.environ.get("DATABASE_URL"):
-        pytest.skip("A Celery worker needs PostgreSQL to share the test database: set "
-                    "DATABASE_URL=postgres://postgres@127.0.0.1:5432/blink.")
-    broker_url = urlunsplit(urlsplit(broker_url_for_tests())._replace(path=f"/{redis_db}"))
-    try:
-        redis.Redis.from_url(broker_url, socket_connect_timeout=2).flushdb()
-    except redis.RedisError as error:
-        pytest.skip(f"A Celery worker needs Redis at {broker_url}: {error}")
-    nodename = f"blink-reset-{redis_db}-{os.getpid()}@localhost"
-    log_path = log_dir / "worker.log"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": _worker_database_url(db_connection.settings_dict["NAME"]),
-        "REDIS_URL": broker_url,
-        "PYTHONUNBUFFERED": "1",
-        "BLINK_TEST_WORKER": "true",
-        "SMS_BACKEND": "sms.backends.twilio.SmsBackend",
-        "TWILIO_ACCOUNT_SID": twilio.account_sid,
-        "TWILIO_AUTH_TOKEN": twilio.auth_token,
-        "TWILIO_API_BASE": twilio.origin,
-        "TWILIO_CA_BUNDLE": twilio.ca_bundle,
-        "TWILIO_TIMEOUT": "5",
-    }
-    env.pop("CELERY_BROKER_URL", None)
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "blink", "worker", "--pool=solo",
-             "-Q", "default,directory,sms", "-n", nodename, "--loglevel=INFO",
-             "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-    worker = CeleryWorker(process=process, nodename=nodename, broker_url=broker_url,
-                          log_path=log_path)
-    try:
-        _worker_wait_ready(worker)
+    """A worker on Redis database ``redis_db`` sending SMS through the Twilio stand-in (the
+    session's worker keeps the outbox backend)."""
+    with celery_worker_started(redis_db=redis_db, name="blink-reset", log_dir=log_dir,
+                               env=twilio_worker_env(twilio)) as worker:
         yield worker
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        redis.Redis.from_url(broker_url, socket_connect_timeout=2).flushdb()
 
 
 @pytest.fixture(scope="module")

@@ -5,18 +5,12 @@ poll, texts UNLOCK, and their old password works again."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-import redis
-from django.db import connection as db_connection
 from django.test import Client as HttpClient
 from pytest_django.fixtures import Settings
 
@@ -31,12 +25,10 @@ from sms.models import Message
 from tests.fakes.twilio import FakeTwilio
 from tests.fixtures.samba import LOCKOUT_THRESHOLD, SambaDC, SeededUser
 from tests.integration.conftest import (
-    PROJECT_DIR,
     CeleryWorker,
-    _worker_database_url,
-    _worker_wait_ready,
-    broker_url_for_tests,
+    celery_worker_started,
     publishing_to,
+    twilio_worker_env,
 )
 from tests.sms.conftest import BLINK_NUMBER, text_blink
 
@@ -54,51 +46,10 @@ def sms_worker(samba_dc: SambaDC, django_db_setup: None, twilio_service: FakeTwi
     """``celery -A blink worker`` on Redis database 13 and the test database, texting
     through the Twilio stand-in. (It asks for the DC first, so a session waiting for the
     DC has no worker of its own taking tasks meanwhile.)"""
-    if db_connection.vendor != "postgresql" or not os.environ.get("DATABASE_URL"):
-        pytest.skip("A Celery worker needs PostgreSQL to share the test database: set "
-                    "DATABASE_URL=postgres://postgres@127.0.0.1:5432/blink.")
-    broker_url = urlunsplit(urlsplit(broker_url_for_tests())._replace(path=f"/{REDIS_DB}"))
-    try:
-        redis.Redis.from_url(broker_url, socket_connect_timeout=2).flushdb()
-    except redis.RedisError as error:
-        pytest.skip(f"A Celery worker needs Redis at {broker_url}: {error}")
-    nodename = f"blink-sms-{os.getpid()}@localhost"
-    log_path = Path(tmp_path_factory.mktemp("sms-worker")) / "worker.log"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": _worker_database_url(db_connection.settings_dict["NAME"]),
-        "REDIS_URL": broker_url,
-        "PYTHONUNBUFFERED": "1",
-        "BLINK_TEST_WORKER": "true",
-        "SMS_BACKEND": "sms.backends.twilio.SmsBackend",
-        "TWILIO_ACCOUNT_SID": twilio_service.account_sid,
-        "TWILIO_AUTH_TOKEN": twilio_service.auth_token,
-        "TWILIO_API_BASE": twilio_service.origin,
-        "TWILIO_CA_BUNDLE": twilio_service.ca_bundle,
-        "TWILIO_TIMEOUT": "5",
-    }
-    env.pop("CELERY_BROKER_URL", None)
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "blink", "worker", "--pool=solo",
-             "-Q", "default,directory,sms", "-n", nodename, "--loglevel=INFO",
-             "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-    worker = CeleryWorker(process=process, nodename=nodename, broker_url=broker_url,
-                          log_path=log_path)
-    try:
-        _worker_wait_ready(worker)
+    with celery_worker_started(redis_db=REDIS_DB, name="blink-sms",
+                               log_dir=Path(tmp_path_factory.mktemp("sms-worker")),
+                               env=twilio_worker_env(twilio_service)) as worker:
         yield worker
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        redis.Redis.from_url(broker_url, socket_connect_timeout=2).flushdb()
 
 
 @pytest.fixture
