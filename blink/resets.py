@@ -57,8 +57,9 @@ class ResetRefused(Exception):
 
 def _queue_for(blink_user: BlinkUser) -> Connection:
     """The connection that holds the user's password (see ``password_connection``)."""
-    entry = Entry.objects.filter(connection=blink_user.connection, kind=Entry.Kind.USER,
-                                 object_id=blink_user.object_id).first()
+    # Joined: password_connection reads the entry's connection.
+    entry = Entry.objects.filter(connection_id=blink_user.connection_id, kind=Entry.Kind.USER,
+                                 object_id=blink_user.object_id).select_related("connection").first()
     if entry is None:
         return blink_user.connection
     return password_connection(entry=entry)

@@ -6,8 +6,14 @@ first use, shared by threads (one operation at a time, under a lock) and reopene
 server drops it. Every failure becomes a ``DirectoryError`` whose message an admin can
 act on; passwords never reach a message or a log line.
 
-User data never reaches a DN here (DNs come from the server), and the only value built
-into a filter, the objectGUID, is escaped byte by byte.
+User data never reaches a DN here (DNs come from the server, and a ``<GUID=…>`` base is
+built from a parsed UUID's hex digits), and the only value built into a filter, the
+objectGUID, is escaped byte by byte.
+
+A reset reads the user once (one base search: scope check, tokenGroups, resultant PSO, names)
+and writes once; the domain's policy and the PSOs, which rarely change, are kept per
+connection for ``POLICY_CACHE_SECONDS`` and forgotten when the directory refuses a password.
+Whether an account is privileged is never cached.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import re
 import socket
 import ssl
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -58,6 +65,14 @@ UF_ACCOUNTDISABLE = 0x2
 UF_DONT_EXPIRE_PASSWD = 0x10000
 # pwdProperties bit: DOMAIN_PASSWORD_COMPLEX
 PASSWORD_COMPLEX = 0x1
+# How long the domain's policy and the PSOs read for a reset are reused (they rarely change;
+# a refusal by the directory forgets them at once).
+POLICY_CACHE_SECONDS = 300
+# What a reset or unlock reads of the user, in its one base search. tokenGroups (nested and
+# primary groups, for the privileged check) is only returned by base searches.
+ACCOUNT_ATTRIBUTES = [
+    "sAMAccountName", "displayName", "userAccountControl", "msDS-ResultantPSO", "tokenGroups",
+]
 # The largest password AD's unicodePwd accepts.
 MAX_PASSWORD_LENGTH = 256
 FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
@@ -286,6 +301,12 @@ def _dn_domain(dn: str) -> str:
     return ",".join(tail)
 
 
+def _dn_key(dn: str) -> tuple[str, ...]:
+    """A DN's RDNs in a form to compare (case and spaces around "=" ignored); DNs spelled
+    with different escapes compare unequal, which only ever sends a lookup the long way."""
+    return tuple(re.sub(r"\s*=\s*", "=", rdn, count=1).lower() for rdn in _rdn_split(dn))
+
+
 def _complex_enough(password: str, account: str, display_name: str) -> bool:
     """AD's complexity rule: three of five character groups, no account name in it."""
     groups = [
@@ -318,6 +339,10 @@ class _Link:
         # same but deep-copies every response, a second per 10,000-user snapshot.
         self.operation_lock = threading.Lock()
         self._connection: Connection | None = None
+        # Password policies read through this connection: "" for the domain's, else the
+        # PSO's lowercased DN → (when read, monotonic seconds; the policy).
+        self.policy_lock = threading.Lock()
+        self.policies: dict[str, tuple[float, PasswordPolicy]] = {}
 
     def connection(self) -> Connection:
         with self._lock:
@@ -664,11 +689,58 @@ class ActiveDirectory:
                 return entries[0]
         raise not_found
 
+    def _in_scope(self, dn: str) -> bool:
+        """Whether ``dn`` is one of the scope DNs or under one."""
+        key = _dn_key(dn)
+        for scope_dn in self._scopes():
+            scope = _dn_key(scope_dn)
+            if scope and len(key) >= len(scope) and key[len(key) - len(scope):] == scope:
+                return True
+        return False
+
+    def _account_entry(self, object_id: str, attributes: Iterable[str]) -> dict[str, Any]:
+        """The user with this objectGUID inside the scope, with ``attributes`` (tokenGroups
+        too), in one base search on ``<GUID=…>``; not_found otherwise.
+
+        A user the base search finds outside the scope as spelled in the settings is looked
+        up by the subtree searches of ``_user_entry``, which have the last word.
+        """
+        guid = _guid(object_id) if isinstance(object_id, str) else None
+        wanted = ["objectGUID", *attributes]
+        entries: list[dict[str, Any]] = []
+        if guid is not None:
+            try:
+                # bytes_le.hex() is 32 hex digits: nothing of the caller's reaches the DN.
+                entries = self._search(f"<GUID={guid.bytes_le.hex()}>", USER_FILTER, wanted,
+                                       scope=BASE, paged=False, action="look up the user")
+            except DirectoryError as error:
+                # "error": a DC that refuses <GUID=…> bases still answers the long way.
+                if error.code not in {"not_found", "error"}:
+                    raise
+        if guid is not None and entries and _first(entries[0], "objectGUID") == guid.bytes_le \
+                and self._in_scope(entries[0]["dn"]):
+            return entries[0]
+        entry = self._user_entry(object_id)
+        found = self._search(entry["dn"], USER_FILTER, wanted, scope=BASE, paged=False,
+                             action="read the user")
+        if not found:
+            raise DirectoryError(
+                f"No user with id {str(object_id)[:64]!r} is in this directory's scope (it "
+                "may have been deleted or moved out of the configured OUs).",
+                permanent=True, code="not_found",
+            )
+        return found[0]
+
     def _protected_groups(self, dn: str) -> list[str]:
         """The privileged groups the account belongs to, nested and primary included."""
         entries = self._search(dn, "(objectClass=*)", ["tokenGroups"], scope=BASE,
                                paged=False, action="read the user's group memberships")
-        raw_sids = entries[0]["raw_attributes"].get("tokenGroups", []) if entries else []
+        return self._protected_in(entries[0] if entries else {"raw_attributes": {}})
+
+    def _protected_in(self, entry: dict[str, Any]) -> list[str]:
+        """The privileged groups named by the tokenGroups of ``entry`` (read by a base search
+        just now)."""
+        raw_sids = entry["raw_attributes"].get("tokenGroups", [])
         if not raw_sids:
             # Every account has at least its primary group: nothing means "may not read".
             # Refuse rather than treat a possibly privileged account as ordinary.
@@ -848,10 +920,30 @@ class ActiveDirectory:
         """The domain's policy, or the user's resultant fine-grained policy where one applies."""
         if object_id is None:
             return self._domain_policy()
-        entry = self._user_entry(object_id)
-        return self._policy_for(entry["dn"])
+        entry = self._account_entry(object_id, ["msDS-ResultantPSO"])
+        return self._policy_for(_text(entry, "msDS-ResultantPSO"), cached=True)
 
-    def _domain_policy(self) -> PasswordPolicy:
+    def _policy_cached(self, key: str, read: Callable[[], PasswordPolicy]) -> PasswordPolicy:
+        """``read()``'s policy, reused from this connection for POLICY_CACHE_SECONDS."""
+        link = _link_for(self.settings)
+        now = time.monotonic()
+        with link.policy_lock:
+            hit = link.policies.get(key)
+        if hit is not None and now - hit[0] < POLICY_CACHE_SECONDS:
+            return hit[1]
+        policy = read()
+        with link.policy_lock:
+            link.policies[key] = (now, policy)
+        return policy
+
+    def _policies_forget(self) -> None:
+        link = _link_for(self.settings)
+        with link.policy_lock:
+            link.policies.clear()
+
+    def _domain_policy(self, *, cached: bool = False) -> PasswordPolicy:
+        if cached:
+            return self._policy_cached("", self._domain_policy)
         entries = self._search(
             self._domain_dn(), "(objectClass=*)",
             ["minPwdLength", "pwdProperties", "pwdHistoryLength", "lockoutThreshold",
@@ -874,13 +966,13 @@ class ActiveDirectory:
             lockout_duration=_interval(_integer(entry, "lockoutDuration", NEVER)),
         )
 
-    def _policy_for(self, dn: str) -> PasswordPolicy:
-        """The policy for the user at ``dn``: its resultant PSO, else the domain's."""
-        entries = self._search(dn, "(objectClass=*)", ["msDS-ResultantPSO"], scope=BASE,
-                               paged=False, action="read the user's password policy")
-        pso_dn = _text(entries[0], "msDS-ResultantPSO") if entries else ""
+    def _policy_for(self, pso_dn: str, *, cached: bool = False) -> PasswordPolicy:
+        """The policy for a user whose msDS-ResultantPSO is ``pso_dn``: that PSO's, else
+        (empty) the domain's."""
         if not pso_dn:
-            return self._domain_policy()
+            return self._domain_policy(cached=cached)
+        if cached:
+            return self._policy_cached(pso_dn.lower(), lambda: self._policy_for(pso_dn))
         cannot_read = DirectoryError(
             f"A fine-grained password policy ({pso_dn}) applies to this user, but the service "
             f"account {self.settings.bind_user} cannot read it: give it read access to the "
@@ -926,8 +1018,7 @@ class ActiveDirectory:
                 "contain no NUL character; nothing was changed.",
                 permanent=True, code="policy",
             )
-        entry = self._user_entry(object_id,
-                                 ["sAMAccountName", "displayName", "userAccountControl"])
+        entry = self._account_entry(object_id, ACCOUNT_ATTRIBUTES)
         self._refuse_protected(entry, "reset the password of")
         if must_change and _integer(entry, "userAccountControl") & UF_DONT_EXPIRE_PASSWD:
             logger.warning("account %s has \"password never expires\": AD will not make it "
@@ -963,7 +1054,9 @@ class ActiveDirectory:
         return self._run(modify)
 
     def _refuse_protected(self, entry: dict[str, Any], action: str) -> None:
-        groups = self._protected_groups(entry["dn"])
+        """Refuse a privileged account; ``entry`` was read by ``_account_entry`` for this
+        very operation, so its tokenGroups are current."""
+        groups = self._protected_in(entry)
         if groups:
             who = _text(entry, "displayName") or _text(entry, "sAMAccountName") or entry["dn"]
             logger.warning("refused to %s protected account %s (%s)", action,
@@ -980,8 +1073,10 @@ class ActiveDirectory:
         """Which rule the refused password broke, in words (AD's own answer only says
         0000052D; Samba's names the rule)."""
         server = str(result.get("message") or "").lower()
+        # The policy may have changed since it was cached: read it afresh, now and next time.
+        self._policies_forget()
         try:
-            policy: PasswordPolicy | None = self._policy_for(entry["dn"])
+            policy: PasswordPolicy | None = self._policy_for(_text(entry, "msDS-ResultantPSO"))
         except DirectoryError:
             policy = None
         account = _text(entry, "sAMAccountName")
@@ -1014,7 +1109,7 @@ class ActiveDirectory:
 
         Privileged accounts are refused, as for resets.
         """
-        entry = self._user_entry(object_id, ["sAMAccountName", "displayName"])
+        entry = self._account_entry(object_id, ACCOUNT_ATTRIBUTES)
         self._refuse_protected(entry, "unlock")
         result = self._modify(entry["dn"], {"lockoutTime": [(MODIFY_REPLACE, ["0"])]})
         if result["result"] != 0:
