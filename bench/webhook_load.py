@@ -228,6 +228,34 @@ def load(sender: Sender, count: int, concurrency: int) -> tuple[list[float], lis
     return [latency for latency, _ in flat], [status for _, status in flat], elapsed
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU the processes have used so far (Linux /proc; 0 where unreadable)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def server_pids(admin_url: str, database: str, master: int) -> tuple[list[int], list[int]]:
+    """The gunicorn workers and the PostgreSQL backends serving the benchmark's database,
+    so their CPU per request can be told apart from whatever else the machine runs."""
+    workers = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == master:
+                workers.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        backends = [row[0] for row in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,))]
+    return workers, backends
+
+
 def table(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
@@ -263,7 +291,10 @@ def main() -> None:
         process = gunicorn_start(env, port, log)
         sender = Sender(port, env["TWILIO_AUTH_TOKEN"], env["TWILIO_ACCOUNT_SID"], phones)
         load(sender, WARM_UP, args.concurrency)
+        workers, backends = server_pids(admin_url, database, process.pid)
+        cpu_before = cpu_seconds(workers), cpu_seconds(backends)
         latencies, statuses, elapsed = load(sender, count, args.concurrency)
+        cpu_used = (cpu_seconds(workers) - cpu_before[0], cpu_seconds(backends) - cpu_before[1])
         queued = {queue: cast(int, broker.llen(queue)) for queue in ("sms", "directory")}
     finally:
         if process is not None:
@@ -283,7 +314,10 @@ def main() -> None:
     print(f"\n{sent} signed inbound webhooks ({count} asked; RESET/HELP, {USERS} users and "
           f"{STRANGERS} unknown numbers), {args.concurrency} client threads, gunicorn -w "
           f"{WORKERS}, {os.cpu_count()} CPUs; tasks left queued in Redis: "
-          f"{queued['sms']} sms, {queued['directory']} directory\n")
+          f"{queued['sms']} sms, {queued['directory']} directory")
+    print(f"server CPU a request: {cpu_used[0] / sent * 1000:.2f} ms in {len(workers)} gunicorn "
+          f"workers, {cpu_used[1] / sent * 1000:.2f} ms in {len(backends)} PostgreSQL "
+          "backends\n")
     print(table([
         ("measure", "result", "target", "met"),
         ("requests/s", f"{rps:.0f}", f">= {TARGET_RPS}", "yes" if rps >= TARGET_RPS else "NO"),

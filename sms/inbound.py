@@ -33,7 +33,7 @@ from clients.models import Company
 from directory.base import DirectoryError
 from directory.models import Entry
 from sms.codes import PAUSE, WRONG_PER_DAY
-from sms.limits import SendLimited, sms_send_allow
+from sms.limits import SendLimited, sms_send_allow, window_count
 from sms.models import Message, OptOut, VerificationCode
 from sms.services import REDACTED, phone_opt_in, phone_opt_out, sms_send
 
@@ -114,25 +114,21 @@ def _stored_body(body: str) -> str:
 
 
 def _reply_allowed(phone: str) -> bool:
-    key = f"sms-replies:{phone}"
     try:
-        # One round trip for a number that texted within the hour, two for a new one.
-        try:
-            count = int(cache.incr(key))
-        except ValueError:
-            count = 1 if cache.add(key, 1, 3600) else int(cache.incr(key))
-        return count <= REPLIES_PER_HOUR
+        return window_count(key=f"sms-replies:{phone}", window=3600) <= REPLIES_PER_HOUR
     except Exception:
         log.exception("reply cap could not be checked; not replying")
         return False
 
 
-def _reply(message: Message, *, kind: str, text: str) -> list[models.Model]:
-    if not _reply_allowed(str(message.phone)):
-        log.info("no %s reply to %s: reply cap reached", kind, phone_mask(str(message.phone)))
+def _reply(message: Message, *, kind: str, text: str,
+           opted_out: bool | None = None) -> list[models.Model]:
+    phone = str(message.phone)
+    if not _reply_allowed(phone):
+        log.info("no %s reply to %s: reply cap reached", kind, phone_mask(phone))
         return []
     return [sms_send(company=message.company, phone=message.phone, text=text, kind=kind,
-                     blink_user=message.blink_user)]
+                     blink_user=message.blink_user, opted_out=opted_out)]
 
 
 def help_text(company: Company) -> str:
@@ -188,15 +184,18 @@ def _refuse(blink_user: BlinkUser, action: str, reason: str, **detail: str) -> A
                         detail={"channel": "sms", "reason": reason, **detail})
 
 
-def _why_not(blink_user: BlinkUser) -> str:
-    """Why this user cannot reset by SMS now, or "" when they can (PIN and caps aside)."""
+def _why_not(blink_user: BlinkUser, *, opted_out: bool | None = None) -> str:
+    """Why this user cannot reset by SMS now, or "" when they can (PIN and caps aside).
+    ``opted_out``: whether the user's phone texted STOP, when the caller already looked."""
     if blink_user.status == BlinkUser.Status.LEFT_DIRECTORY:
         return "the account is no longer in the directory"
     if not blink_user.is_active():
         return "the user has not finished activation"
     if blink_user.client.is_archived():
         return "the client is archived"
-    if OptOut.objects.filter(phone=blink_user.phone).exists():
+    if opted_out is None:
+        opted_out = OptOut.objects.filter(phone=blink_user.phone).exists()
+    if opted_out:
         # Nothing can reach the phone, so a new password would only lock the user out.
         return "the number texted STOP, so Blink cannot text it; it must text START first"
     if blink_user.paused_until and blink_user.paused_until > timezone.now():
@@ -267,17 +266,18 @@ def _limited(blink_user: BlinkUser, kind: str, limited: SendLimited) -> list[mod
     return written
 
 
-def self_service_request(*, blink_user: BlinkUser, kind: str, pin: str,
-                         phone: str) -> list[models.Model]:
+def self_service_request(*, blink_user: BlinkUser, kind: str, pin: str, phone: str,
+                         opted_out: bool | None = None) -> list[models.Model]:
     """A RESET or UNLOCK texted by ``blink_user``'s own phone: queue it, or refuse it with
     an audit event and without a word to the phone (the neutral reply is all it gets).
 
     Wrong or missing PINs (for clients that require one) count as wrong codes; the send
     caps refuse before anything is queued and tell the user once when to try again.
+    ``opted_out`` is whether ``phone`` texted STOP, when the caller already looked.
     Returns the rows written (see ``Handler``).
     """
     action = f"{kind}.request"
-    reason = _why_not(blink_user)
+    reason = _why_not(blink_user, opted_out=opted_out)
     if reason:
         return [_refuse(blink_user, action, reason)]
     client = blink_user.client
@@ -303,12 +303,18 @@ def self_service_request(*, blink_user: BlinkUser, kind: str, pin: str,
 
 
 def _self_service(message: Message, kind: str, pin: str) -> list[models.Model]:
-    written = _reply(message, kind="self_service", text=neutral_reply(message.company))
-    blink_user = (BlinkUser.objects.select_related("client__company")
+    # Only a user's text is worth the joins (most texts come from unknown numbers); the
+    # connection is what the reset request queues on. The neutral reply and the user's
+    # checks share one look at the opt-out list.
+    blink_user = (BlinkUser.objects.select_related("client__company", "connection")
                   .filter(pk=message.blink_user_id).first() if message.blink_user_id else None)
+    opted_out = (OptOut.objects.filter(phone=blink_user.phone).exists()
+                 if blink_user is not None else None)
+    written = _reply(message, kind="self_service", text=neutral_reply(message.company),
+                     opted_out=opted_out)
     if blink_user is not None:
         written += self_service_request(blink_user=blink_user, kind=kind, pin=pin,
-                                        phone=str(message.phone))
+                                        phone=str(message.phone), opted_out=opted_out)
     return written
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
-from django.core.cache import cache
+from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
+from django.core.cache.backends.redis import RedisCache
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +46,62 @@ def _counters(*, user_id: int | None, phone: str | None, ip: str | None) -> list
     return counters
 
 
+# Checks every counter and, only when none is full, counts the send in all of them: one
+# round trip instead of three per counter, and no other send can slip in between.
+# KEYS are the counters; ARGV their windows, then their limits. Returns the window of the
+# first full counter, or 0 when the send was counted.
+_ALLOW_SCRIPT = """
+local n = #KEYS
+for i = 1, n do
+  if tonumber(redis.call('GET', KEYS[i]) or '0') >= tonumber(ARGV[n + i]) then
+    return tonumber(ARGV[i])
+  end
+end
+for i = 1, n do
+  redis.call('SET', KEYS[i], 0, 'EX', ARGV[i], 'NX')
+  redis.call('INCR', KEYS[i])
+end
+return 0
+"""
+
+
+def _redis() -> Any | None:
+    """The cache's Redis client when the cache is Redis (production), else None."""
+    backend = caches[DEFAULT_CACHE_ALIAS]
+    if isinstance(backend, RedisCache):
+        return backend._cache.get_client(None, write=True)
+    return None
+
+
+def window_count(*, key: str, window: int) -> int:
+    """Count one more event under ``key`` in a window of ``window`` seconds that starts at
+    the first event; returns the count so far. One round trip on Redis."""
+    client = _redis()
+    if client is not None:
+        full_key = cache.make_and_validate_key(key)
+        pipe = client.pipeline(transaction=False)
+        pipe.set(full_key, 0, ex=window, nx=True)
+        pipe.incr(full_key)
+        return int(pipe.execute()[1])
+    try:
+        return int(cache.incr(key))
+    except ValueError:
+        return 1 if cache.add(key, 1, window) else int(cache.incr(key))
+
+
 def sms_send_allow(*, user_id: int | None = None, phone: str | None = None,
                    ip: str | None = None) -> None:
     """Count one send against every cap that applies, or raise ``SendLimited``."""
     counters = _counters(user_id=user_id, phone=phone, ip=ip)
     try:
+        client = _redis()
+        if client is not None:
+            full = client.eval(_ALLOW_SCRIPT, len(counters),
+                               *[cache.make_and_validate_key(c.key) for c in counters],
+                               *[c.window for c in counters], *[c.limit for c in counters])
+            if int(full):
+                raise SendLimited(int(full))
+            return
         for counter in counters:
             if (cache.get(counter.key) or 0) >= counter.limit:
                 raise SendLimited(counter.window)

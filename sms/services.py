@@ -34,14 +34,15 @@ def company_sms_number(company: Company) -> str:
 
 def sms_send(
     *, company: Company, phone: PhoneNumber | str, text: str, kind: str, secret: str = "",
-    blink_user: BlinkUser | None = None,
+    blink_user: BlinkUser | None = None, opted_out: bool | None = None,
 ) -> Message:
     """Record an outbound SMS and queue its delivery once the transaction commits.
 
     ``text`` may hold ``{secret}`` (a code or a temporary password): the stored
     body shows it redacted, and the full text is kept encrypted only until the
     provider has it. Numbers that opted out (STOP) get nothing; the message is
-    recorded as failed with the reason.
+    recorded as failed with the reason; ``opted_out`` says whether ``phone`` did, when the
+    caller has just looked (else the opt-out list is read here).
     """
     if "{secret}" in text and not secret:
         raise ValueError("text has a {secret} placeholder but no secret was given")
@@ -50,7 +51,9 @@ def sms_send(
         company=company, blink_user=blink_user, direction=Message.Direction.OUTBOUND,
         kind=kind, phone=phone, blink_number=company_sms_number(company), body=body,
     )
-    if OptOut.objects.filter(phone=phone).exists():
+    if opted_out is None:
+        opted_out = OptOut.objects.filter(phone=phone).exists()
+    if opted_out:
         message.status = Message.Status.FAILED
         message.error_code = "opted_out"
         message.error_message = "The user texted STOP; Blink sends nothing until they text START."

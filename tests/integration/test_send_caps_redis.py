@@ -1,0 +1,78 @@
+"""Send caps on a real Redis cache, as in production: one atomic check-and-count."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import redis
+
+from sms.limits import PER_USER, SendLimited, sms_send_allow, window_count
+
+pytestmark = pytest.mark.integration
+
+REDIS_DB = 12
+
+
+@pytest.fixture
+def redis_cache(settings):
+    base = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    url = urlunsplit(urlsplit(base)._replace(path=f"/{REDIS_DB}"))
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).flushdb()
+    except redis.RedisError as error:
+        pytest.skip(f"These tests need Redis at {url}: {error}")
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": url, "KEY_PREFIX": "caps-test"}}
+    yield url
+    redis.Redis.from_url(url).flushdb()
+
+
+def test_the_sixth_send_in_ten_minutes_is_refused(redis_cache):
+    window, limit = PER_USER[0]
+    for _ in range(limit):
+        sms_send_allow(user_id=7, phone="+14155550100")
+    with pytest.raises(SendLimited) as refused:
+        sms_send_allow(user_id=7, phone="+14155550100")
+    assert refused.value.retry_after == window
+    # A refused send is not counted, and another user is unaffected.
+    sms_send_allow(user_id=8, phone="+14155550101")
+    server: Any = redis.Redis.from_url(redis_cache)
+    assert [int(server.get(k) or 0) for k in server.keys("*sms-cap:user:7:600*")] == [limit]
+
+
+def test_simultaneous_sends_cannot_slip_under_the_cap(redis_cache):
+    allowed: list[bool] = []
+    barrier = threading.Barrier(12)
+
+    def send() -> None:
+        barrier.wait()
+        try:
+            sms_send_allow(user_id=9, phone="+14155550102")
+            allowed.append(True)
+        except SendLimited:
+            allowed.append(False)
+
+    threads = [threading.Thread(target=send) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert allowed.count(True) == PER_USER[0][1]
+
+
+def test_an_unreachable_redis_refuses_every_send(settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": "redis://127.0.0.1:1/0"}}
+    with pytest.raises(SendLimited):
+        sms_send_allow(user_id=10, phone="+14155550103")
+
+
+def test_window_count_counts_within_its_window(redis_cache):
+    assert [window_count(key="replies:+14155550104", window=60) for _ in range(3)] == [1, 2, 3]
+    server: Any = redis.Redis.from_url(redis_cache)
+    [key] = server.keys("*replies*")
+    assert 0 < server.ttl(key) <= 60
