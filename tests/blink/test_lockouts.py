@@ -32,6 +32,7 @@ from directory.services import connection_save, directory_sync
 from sms.backends import locmem
 from sms.models import Message
 from tests.fakes.graph import FakeGraph
+from tests.servers import unavailable
 
 PHONES = [f"+1415555{n:04d}" for n in range(100, 200)]
 
@@ -170,7 +171,7 @@ def test_two_workers_polling_at_once_send_one_notice(
     acme_client: Client, demo: Connection, sms_outbox: list[locmem.SentSms]
 ) -> None:
     if db_connection.vendor != "postgresql":
-        pytest.skip("Concurrent workers need PostgreSQL (SQLite serialises writers).")
+        unavailable("Concurrent workers need PostgreSQL (SQLite serialises writers).")
     users = active_users(acme_client, demo, 3)
     for user in users:
         lock(demo, user)

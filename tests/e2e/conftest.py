@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from tests.servers import unavailable
+
 CHROMIUM = Path("/usr/bin/chromium")
 
 # Playwright's sync API runs an event loop in the test thread, so Django would
@@ -22,7 +24,7 @@ os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
     if not CHROMIUM.exists():
-        pytest.skip(f"The browser tests need Chromium at {CHROMIUM}: apt-get install chromium.")
+        unavailable(f"The browser tests need Chromium at {CHROMIUM}: apt-get install chromium.")
     return {
         **browser_type_launch_args,
         "executable_path": str(CHROMIUM),

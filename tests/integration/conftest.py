@@ -26,6 +26,7 @@ from django.db import connection
 from pytest_django.fixtures import Settings
 
 from blink.celery import app
+from tests.servers import unavailable
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 # Redis databases 0-15 exist by default; 15 is the one the tests may empty.
@@ -120,7 +121,7 @@ def celery_worker_started(
     before and after. ``env`` adds settings, e.g. ``twilio_worker_env(...)``.
     """
     if connection.vendor != "postgresql" or not os.environ.get("DATABASE_URL"):
-        pytest.skip(
+        unavailable(
             "The Celery worker tests need PostgreSQL: the worker is another process and "
             "must see the test database. Set DATABASE_URL=postgres://postgres@127.0.0.1:5432/blink."
         )
@@ -128,7 +129,7 @@ def celery_worker_started(
     try:
         redis.Redis.from_url(broker_url, socket_connect_timeout=2).flushdb()
     except redis.RedisError as error:
-        pytest.skip(f"The Celery worker tests need Redis at {broker_url}: {error}")
+        unavailable(f"The Celery worker tests need Redis at {broker_url}: {error}")
 
     nodename = f"{name}-{redis_db}-{os.getpid()}@%h"
     log_path = log_dir / "worker.log"

@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from sms.limits import PER_USER, SendLimited, sms_send_allow, window_count
+from tests.servers import unavailable
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +25,7 @@ def redis_cache(settings):
     try:
         redis.Redis.from_url(url, socket_connect_timeout=2).flushdb()
     except redis.RedisError as error:
-        pytest.skip(f"These tests need Redis at {url}: {error}")
+        unavailable(f"These tests need Redis at {url}: {error}")
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
                                    "LOCATION": url, "KEY_PREFIX": "caps-test"}}
     yield url

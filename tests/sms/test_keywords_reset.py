@@ -29,6 +29,7 @@ from sms.inbound import neutral_reply
 from sms.limits import PER_USER
 from sms.models import Message, OptOut, VerificationCode
 from tests.fakes.twilio import FakeTwilio
+from tests.servers import unavailable
 from tests.sms.conftest import STRANGER_PHONE, USER_PHONE, text_blink
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
@@ -171,7 +172,7 @@ def test_the_same_message_delivered_twice_at_once_resets_once(
     twilio_webhooks: FakeTwilio, numbered: Company, alex: BlinkUser
 ) -> None:
     if db_connection.vendor != "postgresql":
-        pytest.skip("Concurrent webhooks need PostgreSQL (SQLite serialises writers).")
+        unavailable("Concurrent webhooks need PostgreSQL (SQLite serialises writers).")
     sid = "SM" + "b" * 32
     start = threading.Barrier(2)
     answers: list[int] = []
