@@ -12,6 +12,10 @@ from django.test import Client as HttpClient
 from blink.audit import SYSTEM
 from clients.models import Client, Company, Membership, Role
 from clients.services import client_create, company_create
+from directory.demo import demo_directory_seed
+from directory.models import Connection
+from directory.services import connection_save, directory_sync
+from sms.backends.locmem import SentSms
 from tests.servers import ON_CI
 
 pytest_plugins = ["tests.fixtures.samba", "tests.fixtures.graph", "tests.fixtures.smtp",
@@ -116,3 +120,22 @@ def _empty_cache() -> None:
     from django.core.cache import cache
 
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def sms_outbox() -> list[SentSms]:
+    """What phones received in this test, through the locmem backend tests.settings uses."""
+    from sms.backends import locmem
+
+    locmem.outbox.clear()
+    return locmem.outbox
+
+
+@pytest.fixture
+def demo_connection(acme_client: Client) -> Connection:
+    """Acme's client Globex on the demo directory, seeded and synced."""
+    connection = connection_save(client=acme_client, actor=SYSTEM, kind="demo", parameters={},
+                                 secrets={})
+    demo_directory_seed(connection)
+    directory_sync(connection_id=connection.pk, claimed=True)
+    return connection

@@ -31,5 +31,7 @@ WHITENOISE_USE_FINDERS = True
 # BLINK_TEST_WORKER=true so it keeps the real broker.
 if not env_bool("BLINK_TEST_WORKER", default=False):
     CELERY_TASK_ALWAYS_EAGER = True
+    # What phones received is sms.backends.locmem.outbox (the ``sms_outbox`` fixture).
+    SMS_BACKEND = "sms.backends.locmem.SmsBackend"
     CELERY_BROKER_URL = "memory://"
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

@@ -16,10 +16,7 @@ from django.utils import timezone
 from blink.audit import SYSTEM
 from blink.invitations import blink_user_invite, blink_user_reinvite
 from blink.models import AuditEvent, BlinkUser
-from directory.demo import demo_directory_seed
 from directory.models import Entry
-from directory.services import connection_save, directory_sync
-from sms.backends import locmem
 from sms.codes import verification_code_check
 from sms.models import Message, VerificationCode
 
@@ -27,20 +24,11 @@ PHONE = "+14155550123"
 OTHER_PHONE = "+14155550199"
 
 
-@pytest.fixture(autouse=True)
-def sms_outbox(settings):
-    settings.SMS_BACKEND = "sms.backends.locmem.SmsBackend"
-    locmem.outbox.clear()
-    return locmem.outbox
 
 
 @pytest.fixture
-def directory(acme_client):
-    connection = connection_save(client=acme_client, actor=SYSTEM, kind="demo", parameters={},
-                                 secrets={})
-    demo_directory_seed(connection)
-    directory_sync(connection_id=connection.pk, claimed=True)
-    return connection
+def directory(acme_client, demo_connection):
+    return demo_connection
 
 
 def invite(client, directory, django_capture_on_commit_callbacks, index=0):

@@ -28,11 +28,6 @@ from tests.blink.test_activation import (
 PIN = "4821"
 
 
-@pytest.fixture(autouse=True)
-def sms_outbox(settings: Any) -> list[locmem.SentSms]:
-    settings.SMS_BACKEND = "sms.backends.locmem.SmsBackend"
-    locmem.outbox.clear()
-    return locmem.outbox
 
 
 @pytest.fixture

@@ -25,10 +25,10 @@ from blink.resets import reset_request_create
 from clients.models import Client
 from clients.services import client_create
 from directory.base import DirectoryError
-from directory.demo import POLICY, DemoDirectory, demo_directory_seed
+from directory.demo import POLICY, DemoDirectory
 from directory.entra import LOCKOUT_UNAVAILABLE
 from directory.models import Connection, DemoObject, Entry
-from directory.services import connection_save, directory_sync
+from directory.services import connection_save
 from sms.backends import locmem
 from sms.models import Message
 from tests.fakes.graph import FakeGraph
@@ -37,20 +37,11 @@ from tests.servers import unavailable
 PHONES = [f"+1415555{n:04d}" for n in range(100, 200)]
 
 
-@pytest.fixture(autouse=True)
-def sms_outbox(settings: Any) -> list[locmem.SentSms]:
-    settings.SMS_BACKEND = "sms.backends.locmem.SmsBackend"
-    locmem.outbox.clear()
-    return locmem.outbox
 
 
 @pytest.fixture
-def demo(acme_client: Client) -> Connection:
-    connection = connection_save(client=acme_client, actor=SYSTEM, kind="demo", parameters={},
-                                 secrets={})
-    demo_directory_seed(connection)
-    directory_sync(connection_id=connection.pk, claimed=True)
-    return connection
+def demo(acme_client: Client, demo_connection: Connection) -> Connection:
+    return demo_connection
 
 
 def active_users(client: Client, connection: Connection, count: int) -> list[BlinkUser]:

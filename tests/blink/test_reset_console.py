@@ -18,10 +18,9 @@ from blink.audit import SYSTEM, Actor
 from blink.models import AuditEvent, BlinkUser, ResetRequest
 from blink.resets import reset_request_create
 from clients.models import Client
-from directory.demo import POLICY, DemoDirectory, demo_directory_seed
+from directory.demo import POLICY, DemoDirectory
 from directory.models import Connection, Entry
-from directory.services import connection_save, directory_sync
-from sms.backends import locmem
+from directory.services import connection_save
 from sms.models import Message
 
 PHONE = "+14155550166"
@@ -29,22 +28,13 @@ SUPPORT = "help@acme-it.example"
 ADMIN = Actor(label="olivia", ip="127.0.0.1")
 
 
-@pytest.fixture(autouse=True)
-def sms_outbox(settings) -> list[locmem.SentSms]:
-    settings.SMS_BACKEND = "sms.backends.locmem.SmsBackend"
-    locmem.outbox.clear()
-    return locmem.outbox
 
 
 @pytest.fixture
-def demo(acme_client: Client) -> Connection:
+def demo(acme_client: Client, demo_connection: Connection) -> Connection:
     acme_client.company.support_email = SUPPORT
     acme_client.company.save()
-    connection = connection_save(client=acme_client, actor=SYSTEM, kind="demo", parameters={},
-                                 secrets={})
-    demo_directory_seed(connection)
-    directory_sync(connection_id=connection.pk, claimed=True)
-    return connection
+    return demo_connection
 
 
 def make_active(client: Client, connection: Connection, *, protected: bool = False,

@@ -6,33 +6,22 @@ import re
 
 import pytest
 
-from blink.audit import SYSTEM, Actor
+from blink.audit import Actor
 from blink.models import AuditEvent, BlinkUser, ResetRequest
 from blink.resets import ResetRefused, reset_request_create
-from directory.demo import POLICY, DemoDirectory, demo_directory_seed
+from directory.demo import POLICY, DemoDirectory
 from directory.models import Entry
-from directory.services import connection_save, directory_sync
-from sms.backends import locmem
 from sms.models import Message
 
 PHONE = "+14155550177"
 ADMIN = Actor(label="olivia", ip="127.0.0.1")
 
 
-@pytest.fixture(autouse=True)
-def sms_outbox(settings):
-    settings.SMS_BACKEND = "sms.backends.locmem.SmsBackend"
-    locmem.outbox.clear()
-    return locmem.outbox
 
 
 @pytest.fixture
-def demo(acme_client):
-    connection = connection_save(client=acme_client, actor=SYSTEM, kind="demo", parameters={},
-                                 secrets={})
-    demo_directory_seed(connection)
-    directory_sync(connection_id=connection.pk, claimed=True)
-    return connection
+def demo(acme_client, demo_connection):
+    return demo_connection
 
 
 def active_user(client, connection, *, protected: bool = False) -> BlinkUser:

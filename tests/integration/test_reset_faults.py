@@ -24,11 +24,10 @@ from blink.resets import UNQUEUED_REASON, reset_request_create
 from blink.tasks import reset_run
 from clients.models import Client
 from directory.base import DirectoryError
-from directory.demo import DemoDirectory, demo_directory_seed
+from directory.demo import DemoDirectory
 from directory.encryption import secrets_encrypt
 from directory.models import Connection
-from directory.services import connection_save, directory_sync
-from sms.backends import locmem
+from directory.services import connection_save
 from sms.models import Message, OutboxSms
 from tests.blink.test_reset_console import make_active, password_in
 from tests.integration.conftest import CeleryWorker, publishing_to
@@ -44,22 +43,13 @@ WORKER_WAIT_SECONDS = 30
 SEALED = "Sealed-Pass-7493!"
 
 
-@pytest.fixture
-def sms_outbox(settings) -> list[locmem.SentSms]:
-    settings.SMS_BACKEND = "sms.backends.locmem.SmsBackend"
-    locmem.outbox.clear()
-    return locmem.outbox
 
 
 @pytest.fixture
-def demo(acme_client: Client) -> Connection:
+def demo(acme_client: Client, demo_connection: Connection) -> Connection:
     acme_client.company.support_email = SUPPORT
     acme_client.company.save()
-    connection = connection_save(client=acme_client, actor=SYSTEM, kind="demo", parameters={},
-                                 secrets={})
-    demo_directory_seed(connection)
-    directory_sync(connection_id=connection.pk, claimed=True)
-    return connection
+    return demo_connection
 
 
 @pytest.fixture

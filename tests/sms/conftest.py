@@ -11,12 +11,10 @@ import pytest
 from django.conf import settings as django_settings
 from django.core.cache import cache
 from django.test import Client as HttpClient
-from pytest_django.fixtures import Settings
 
 from blink.models import BlinkUser
 from clients.models import Client, Company
 from directory.models import Connection
-from sms.backends import locmem
 from sms.models import Message
 from tests.fakes.twilio import FakeTwilio
 
@@ -35,13 +33,6 @@ def _empty_cache() -> Iterator[None]:
     cache.clear()
 
 
-@pytest.fixture
-def sms_outbox(settings: Settings) -> Iterator[list[locmem.SentSms]]:
-    """Blink sends through the locmem backend; the list is what phones received."""
-    settings.SMS_BACKEND = "sms.backends.locmem.SmsBackend"
-    locmem.outbox.clear()
-    yield locmem.outbox
-    locmem.outbox.clear()
 
 
 @pytest.fixture

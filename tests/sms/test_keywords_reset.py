@@ -22,9 +22,8 @@ from blink.audit import SYSTEM
 from blink.models import AuditEvent, BlinkUser, ResetRequest
 from clients.models import Client, Company
 from clients.services import client_create
-from directory.demo import POLICY, DemoDirectory, demo_directory_seed
+from directory.demo import POLICY, DemoDirectory
 from directory.models import Connection, Entry
-from directory.services import connection_save, directory_sync
 from sms.inbound import neutral_reply
 from sms.limits import PER_USER
 from sms.models import Message, OptOut, VerificationCode
@@ -38,12 +37,8 @@ Texter = Callable[..., Any]
 
 
 @pytest.fixture
-def demo(acme_client: Client) -> Connection:
-    connection = connection_save(client=acme_client, actor=SYSTEM, kind="demo", parameters={},
-                                 secrets={})
-    demo_directory_seed(connection)
-    directory_sync(connection_id=connection.pk, claimed=True)
-    return connection
+def demo(acme_client: Client, demo_connection: Connection) -> Connection:
+    return demo_connection
 
 
 def make_user(client: Client, connection: Connection, phone: str, *,
