@@ -16,7 +16,6 @@ the user is told without any password.
 from __future__ import annotations
 
 import logging
-import traceback
 from datetime import datetime, timedelta
 
 import kombu.exceptions
@@ -35,7 +34,7 @@ from directory.encryption import SecretsUnreadable, secrets_decrypt, secrets_enc
 from directory.models import Connection, Entry
 from directory.passwords import temporary_password
 from directory.selectors import password_connection
-from sms.services import REDACTED, sms_send
+from sms.services import sms_send, traceback_redacted
 
 log = logging.getLogger(__name__)
 
@@ -253,9 +252,8 @@ def reset_run(*, request_id: int) -> None:
     except Exception as error:
         # A bug, or the worker's time limit on a hung server: end the request rather than
         # leave it "resetting" for ever. The traceback is logged without the password.
-        detail = "".join(traceback.format_exception(error))
         log.error("%s request %s stopped by an unexpected error:\n%s", request.kind,
-                  request.pk, detail.replace(secret, REDACTED) if secret else detail)
+                  request.pk, traceback_redacted(error, secret))
         _finish_failed(request, f"Blink hit an unexpected error (request {request.pk}) and "
                                 "stopped. Try again; if it happens again, see the worker's log.")
         return

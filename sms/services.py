@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import traceback
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -23,6 +24,19 @@ log = logging.getLogger(__name__)
 
 # What a secret looks like in stored and displayed message bodies.
 REDACTED = "••••••"
+
+
+def traceback_redacted(error: BaseException, *secrets: str) -> str:
+    """The error's traceback for a log, with every given secret replaced by ``REDACTED``.
+
+    Tracebacks of unexpected errors can quote their arguments; a code, a password or
+    a message's whole text must not reach the log with them.
+    """
+    detail = "".join(traceback.format_exception(error))
+    for secret in secrets:
+        if secret:
+            detail = detail.replace(secret, REDACTED)
+    return detail
 
 
 def company_sms_number(company: Company) -> str:
@@ -120,10 +134,12 @@ def message_deliver(*, message_id: int, final_attempt: bool = True) -> DeliveryO
     message = Message.objects.select_related("company").get(pk=message_id)
     company = message.company
     masked = phone_mask(str(message.phone))
+    text = ""
     try:
+        text = message_text(message)
         provider_id = sms_backend().send(
             to=str(message.phone),
-            body=message_text(message),
+            body=text,
             sender=message.blink_number or company_sms_number(company),
             messaging_service_sid=company.messaging_service_sid,
             status_callback=company.link(reverse("sms-twilio-status")),
@@ -144,9 +160,10 @@ def message_deliver(*, message_id: int, final_attempt: bool = True) -> DeliveryO
         _settle(message, status=Message.Status.FAILED, error_code=error.code,
                 error_message=reason[:300], sealed_body="")
         return "failed"
-    except Exception:
+    except Exception as error:
         # A bug or a key that cannot open the sealed text: record it, never loop on it.
-        log.exception("sms %s to %s could not be sent", message.pk, masked)
+        log.error("sms %s to %s could not be sent:\n%s", message.pk, masked,
+                  traceback_redacted(error, text))
         _settle(message, status=Message.Status.FAILED, error_code="error", sealed_body="",
                 error_message=f"Blink could not send this message (error in message {message.pk}); "
                 "see the worker's log.")

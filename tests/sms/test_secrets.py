@@ -75,3 +75,28 @@ def test_the_development_outbox_shows_the_code_but_the_message_does_not(
     assert phone_view.provider_id == Message.objects.get().provider_id
     assert code not in _stored_text()
     assert code not in caplog.text
+
+
+class QuotingBackend:
+    """A backend whose unexpected error quotes the text it was given, as a careless
+    library's error could."""
+
+    def send(self, *, to: str, body: str, **_: object) -> str:
+        raise RuntimeError(f"could not send {body!r} to {to}")
+
+
+def test_an_unexpected_send_error_is_logged_without_the_code(
+    settings, caplog, company, django_capture_on_commit_callbacks
+):
+    from sms.services import message_deliver, sms_send
+
+    settings.SMS_BACKEND = f"{__name__}.QuotingBackend"
+    caplog.set_level(logging.DEBUG)
+    with django_capture_on_commit_callbacks(execute=False):
+        message = sms_send(company=company, phone="+14155550123", kind="verification",
+                           text="Your code is {secret}.", secret="482913")
+    assert message_deliver(message_id=message.pk) == "failed"
+    assert "could not be sent" in caplog.text and "RuntimeError" in caplog.text
+    assert "482913" not in caplog.text
+    message.refresh_from_db()
+    assert message.sealed_body == "" and "482913" not in message.error_message
