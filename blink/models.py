@@ -178,9 +178,6 @@ class ResetRequest(models.Model):
     def __str__(self) -> str:
         return f"{self.get_kind_display()} for {self.blink_user_id}: {self.status}"
 
-    def is_finished(self) -> bool:
-        return self.status in (self.Status.SENT, self.Status.FAILED)
-
 
 class LockoutNotice(models.Model):
     """One lockout of one Blink user, as the poller saw it. The unique constraint is what

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
@@ -40,17 +39,6 @@ def company_create(
         action="company.create", target=name,
     )
     return company
-
-
-@transaction.atomic
-def member_add(*, company: Company, actor: Actor, username: str, email: str, role: str,
-               password: str | None) -> Membership:
-    """Create a console account for ``company`` with ``role``."""
-    user = get_user_model().objects.create_user(username=username, email=email, password=password)
-    membership = Membership.objects.create(user=user, company=company, role=role)
-    audit_record(company=company, actor=actor, action="member.add", target=username,
-                 detail={"role": role})
-    return membership
 
 
 @transaction.atomic

@@ -70,9 +70,6 @@ class Connection(models.Model):
     def set_secrets(self, values: dict[str, str]) -> None:
         self.secrets_token = secrets_encrypt(values)
 
-    def has_secret(self, name: str) -> bool:
-        return bool(self.secrets_token) and bool(self.secrets().get(name))
-
     def is_demo(self) -> bool:
         return self.kind == self.Kind.DEMO
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import shared_task
+from celery.signals import worker_process_shutdown
 
 from directory import services
 from directory.models import Connection
@@ -33,3 +34,11 @@ def directory_sync_all() -> None:
             last_sync_status=Connection.Outcome.QUEUED
         )
         directory_sync.apply_async(args=(connection.pk,), queue=connection.queue)
+
+
+@worker_process_shutdown.connect
+def _directory_connections_close(**_: object) -> None:
+    """A stopping worker process unbinds its LDAP connections instead of dropping them."""
+    from directory.activedirectory import connections_close_all
+
+    connections_close_all()
