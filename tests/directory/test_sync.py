@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from unittest import mock
 
 import pytest
 from django.db import connection as db
@@ -9,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from blink.audit import SYSTEM
-from directory.base import DirectoryError, DirectoryUser, Group, OrgUnit, Snapshot
+from directory.base import DirectoryUser, Group, OrgUnit, Snapshot
 from directory.demo import demo_directory_seed
 from directory.models import Connection, Entry, GroupMember
 from directory.services import (
@@ -112,17 +111,21 @@ def test_a_sync_left_running_by_a_dead_worker_runs_again(connection):
     assert directory_sync(connection_id=connection.pk) is not None
 
 
-def test_a_failed_sync_keeps_the_snapshot_and_says_why(connection):
-    snapshot_apply(connection=connection, snapshot=make_snapshot(3))
-    Connection.objects.filter(pk=connection.pk).update(last_sync_status="queued")
-    failure = DirectoryError("The directory server did not answer.", permanent=False,
-                             code="unreachable")
-    with mock.patch("directory.demo.DemoDirectory.snapshot", side_effect=failure):
-        assert directory_sync(connection_id=connection.pk) is None
-    connection.refresh_from_db()
-    assert connection.last_sync_status == "failed"
-    assert connection.last_sync_message == "The directory server did not answer."
-    assert Entry.objects.filter(connection=connection, kind="user").count() == 3
+def test_a_failed_sync_keeps_the_snapshot_and_says_why(acme_client):
+    # A real Active Directory connection to a port where nothing listens.
+    unreachable = connection_save(
+        client=acme_client, actor=SYSTEM, kind="active_directory",
+        parameters={"url": "ldaps://127.0.0.1:1", "bind_user": "svc@corp.example",
+                    "base_dn": "DC=corp,DC=example"},
+        secrets={"bind_password": "Service-Pa55word"},
+    )
+    snapshot_apply(connection=unreachable, snapshot=make_snapshot(3))
+    Connection.objects.filter(pk=unreachable.pk).update(last_sync_status="queued")
+    assert directory_sync(connection_id=unreachable.pk) is None
+    unreachable.refresh_from_db()
+    assert unreachable.last_sync_status == "failed"
+    assert "127.0.0.1" in unreachable.last_sync_message
+    assert Entry.objects.filter(connection=unreachable, kind="user").count() == 3
 
 
 def test_blink_users_who_leave_the_directory_are_flagged_not_deleted(connection, acme_client):
