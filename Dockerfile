@@ -16,4 +16,5 @@ RUN SECRET_KEY=collectstatic-only ALLOWED_HOSTS=build \
 
 USER blink
 EXPOSE 8000
-CMD ["gunicorn", "blink.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+CMD ["gunicorn", "blink.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-", \
+     "--logger-class", "blink.gunicorn_logging.AccessLog"]

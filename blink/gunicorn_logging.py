@@ -1,0 +1,32 @@
+"""gunicorn's access log without activation tokens.
+
+An activation link (/activate/<token>/) stays usable for days, so its path must not
+land in access logs; gunicorn is started with ``--logger-class
+blink.gunicorn_logging.AccessLog``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from gunicorn.glogging import Logger
+
+_TOKEN_PATH = re.compile(r"/activate/(?!phone/|code/|pin/|done/)[^/?\s]+")
+
+
+def path_redacted(text: str) -> str:
+    """``/activate/<token>/`` written as ``/activate/…/``; other paths unchanged."""
+    return _TOKEN_PATH.sub("/activate/…", text)
+
+
+class AccessLog(Logger):
+    """gunicorn's logger, with activation tokens blanked in every access-log field."""
+
+    def atoms(self, resp: Any, req: Any, environ: dict[str, Any],
+              request_time: Any) -> dict[str, Any]:
+        atoms: dict[str, Any] = super().atoms(resp, req, environ, request_time)
+        for key in ("r", "U", "f", "{referer}i"):
+            if isinstance(atoms.get(key), str):
+                atoms[key] = path_redacted(atoms[key])
+        return atoms
