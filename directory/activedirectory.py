@@ -417,14 +417,17 @@ _LINKS_LOCK = threading.Lock()
 
 
 def _link_for(settings: ADSettings) -> _Link:
-    endpoint = _endpoint(settings)
     # The pid keeps a forked worker from sharing its parent's socket.
     key = (os.getpid(), settings)
     with _LINKS_LOCK:
         link = _LINKS.get(key)
-        if link is None:
-            link = _LINKS[key] = _Link(settings, endpoint)
+    if link is not None:
         return link
+    # Checked once per process and settings, not per operation: loading the CA into an SSL
+    # context alone takes about half a millisecond.
+    endpoint = _endpoint(settings)
+    with _LINKS_LOCK:
+        return _LINKS.setdefault(key, _Link(settings, endpoint))
 
 
 def connections_close_all() -> None:
