@@ -13,7 +13,13 @@ objectGUID, is escaped byte by byte.
 A reset reads the user once (one base search: scope check, tokenGroups, resultant PSO, names)
 and writes once; the domain's policy and the PSOs, which rarely change, are kept per
 connection for ``POLICY_CACHE_SECONDS`` and forgotten when the directory refuses a password.
-Whether an account is privileged is never cached.
+
+Whether an account is privileged is never cached across operations. The one read a reset
+makes is done by ``password_policy(object_id)``, which keeps that entry (tokenGroups
+included) on the adapter instance; the ``reset_password`` that follows for the same user
+on the same instance takes it, once, if it is at most ``ACCOUNT_REUSE_SECONDS`` old, and
+reads the account afresh otherwise. Blink builds an adapter per task, so the entry a reset
+checks was read for that reset. Nothing else about an account is kept.
 """
 
 from __future__ import annotations
@@ -73,6 +79,10 @@ POLICY_CACHE_SECONDS = 300
 ACCOUNT_ATTRIBUTES = [
     "sAMAccountName", "displayName", "userAccountControl", "msDS-ResultantPSO", "tokenGroups",
 ]
+# How long the account entry read by ``password_policy`` may serve the ``reset_password``
+# that follows it on the same adapter: long enough to make and seal a password, too short
+# for a group change to go unseen by more than that one reset.
+ACCOUNT_REUSE_SECONDS = 5
 # The largest password AD's unicodePwd accepts.
 MAX_PASSWORD_LENGTH = 256
 FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
@@ -599,6 +609,15 @@ def _result_error(result: dict[str, Any], settings: ADSettings, action: str) -> 
 
 
 @dataclass(frozen=True)
+class _AccountRead:
+    """An account entry read by ``password_policy``, kept for the reset that follows."""
+
+    object_id: str  # canonical (lowercase) objectGUID
+    read_at: float  # time.monotonic() when read
+    entry: dict[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True)
 class _GroupRecord:
     object_id: str
     name: str
@@ -614,6 +633,7 @@ class ActiveDirectory:
     def __init__(self, settings: ADSettings) -> None:
         # No network here: the connection opens on first use, in the worker that uses it.
         self.settings = settings
+        self._account_read: _AccountRead | None = None
 
     def __repr__(self) -> str:
         return f"ActiveDirectory({self.settings.url!r}, {self.settings.bind_user!r})"
@@ -920,11 +940,28 @@ class ActiveDirectory:
                           protected=bool(self._protected_groups(entry["dn"])))
 
     def password_policy(self, object_id: str | None = None) -> PasswordPolicy:
-        """The domain's policy, or the user's resultant fine-grained policy where one applies."""
+        """The domain's policy, or the user's resultant fine-grained policy where one applies.
+
+        For a user, the account is read with everything a reset needs and kept for the
+        ``reset_password`` that follows on this adapter (see ``_account_for_reset``).
+        """
         if object_id is None:
             return self._domain_policy()
-        entry = self._account_entry(object_id, ["msDS-ResultantPSO"])
+        entry = self._account_entry(object_id, ACCOUNT_ATTRIBUTES)
+        self._account_read = _AccountRead(object_id=_object_id(entry),
+                                          read_at=time.monotonic(), entry=entry)
         return self._policy_for(_text(entry, "msDS-ResultantPSO"), cached=True)
+
+    def _account_for_reset(self, object_id: str) -> dict[str, Any]:
+        """The user's entry for a reset: the one ``password_policy`` read for this user on
+        this adapter if it is at most ACCOUNT_REUSE_SECONDS old, else a new read. A kept
+        entry serves one reset and is then dropped."""
+        kept, self._account_read = self._account_read, None
+        guid = _guid(object_id) if isinstance(object_id, str) else None
+        if (kept is not None and guid is not None and kept.object_id == str(guid)
+                and time.monotonic() - kept.read_at <= ACCOUNT_REUSE_SECONDS):
+            return kept.entry
+        return self._account_entry(object_id, ACCOUNT_ATTRIBUTES)
 
     def _policy_cached(self, key: str, read: Callable[[], PasswordPolicy]) -> PasswordPolicy:
         """``read()``'s policy, reused from this connection for POLICY_CACHE_SECONDS."""
@@ -1011,7 +1048,8 @@ class ActiveDirectory:
         """Set a new password in one modify: unicodePwd, with pwdLastSet=0 when the user must
         change it at next logon, and lockoutTime=0 when ``unlock``. Privileged accounts are
         refused (``code="protected"``); a password the policy rejects raises
-        ``code="policy"`` naming the rule."""
+        ``code="policy"`` naming the rule. The account is read once per reset: here, or
+        just before by ``password_policy`` for the same user on this adapter."""
         if not isinstance(new_password, str) or not new_password.strip():
             raise DirectoryError("The new password is empty; nothing was changed.",
                                  permanent=True, code="policy")
@@ -1021,7 +1059,7 @@ class ActiveDirectory:
                 "contain no NUL character; nothing was changed.",
                 permanent=True, code="policy",
             )
-        entry = self._account_entry(object_id, ACCOUNT_ATTRIBUTES)
+        entry = self._account_for_reset(object_id)
         self._refuse_protected(entry, "reset the password of")
         if must_change and _integer(entry, "userAccountControl") & UF_DONT_EXPIRE_PASSWD:
             logger.warning("account %s has \"password never expires\": AD will not make it "
@@ -1057,8 +1095,9 @@ class ActiveDirectory:
         return self._run(modify)
 
     def _refuse_protected(self, entry: dict[str, Any], action: str) -> None:
-        """Refuse a privileged account; ``entry`` was read by ``_account_entry`` for this
-        very operation, so its tokenGroups are current."""
+        """Refuse a privileged account; ``entry`` was read for this very operation (by
+        ``_account_entry``, or by this reset's ``password_policy`` at most
+        ACCOUNT_REUSE_SECONDS before), so its tokenGroups are current."""
         groups = self._protected_in(entry)
         if groups:
             who = _text(entry, "displayName") or _text(entry, "sAMAccountName") or entry["dn"]

@@ -611,6 +611,75 @@ def test_reset_of_a_protected_user_is_refused_and_changes_nothing(
     assert _error(lambda: ad.unlock(admin.object_id)).code == "protected"
 
 
+def _account_reads(searches: SearchLog) -> list[dict[str, Any]]:
+    """The searches that read a user's tokenGroups (the account reads of resets)."""
+    return [call for call in searches.calls if "tokenGroups" in (call["attributes"] or [])]
+
+
+def test_a_reset_after_its_policy_reads_the_account_once(
+    ad: ActiveDirectory, samba_dc: SambaDC, samba_user: MakeUser, searches: SearchLog
+) -> None:
+    user = samba_user()
+    new = strong_password()
+
+    ad.password_policy(user.object_id)
+    ad.reset_password(user.object_id, new)
+
+    assert len(_account_reads(searches)) == 1
+    ok, message = samba_dc.try_bind(user.upn, new)
+    assert not ok and "data 773" in message
+
+
+def test_a_kept_account_read_serves_one_reset_of_that_user_only(
+    ad: ActiveDirectory, samba_user: MakeUser, searches: SearchLog
+) -> None:
+    user, other = samba_user(), samba_user()
+
+    ad.password_policy(user.object_id)
+    ad.reset_password(other.object_id, strong_password())  # another user: read afresh
+    ad.reset_password(user.object_id, strong_password())  # the kept read was dropped
+    ad.password_policy(user.object_id)
+    ad.reset_password(user.object_id, strong_password())  # kept, taken
+    ad.reset_password(user.object_id, strong_password())  # and not taken twice
+    fresh = ActiveDirectory(ad.settings)
+    fresh.reset_password(user.object_id, strong_password())  # another adapter keeps nothing
+
+    assert len(_account_reads(searches)) == 6
+
+
+def test_an_account_made_privileged_after_an_old_policy_read_is_refused(
+    ad: ActiveDirectory, samba_dc: SambaDC, samba_user: MakeUser,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    user = samba_user()
+    ad.password_policy(user.object_id)
+    admin = samba_dc.admin_connection()
+    try:
+        admin.modify(samba_dc.groups["G-IT-Admins"], {"member": [(ldap3.MODIFY_ADD, [user.dn])]})
+        assert admin.result["result"] == 0, admin.result
+    finally:
+        admin.unbind()
+    # The policy's read is past its reuse window, so the reset reads tokenGroups again.
+    monkeypatch.setattr(activedirectory, "ACCOUNT_REUSE_SECONDS", 0)
+
+    error = _error(lambda: ad.reset_password(user.object_id, strong_password()))
+
+    assert error.code == "protected" and "Domain Admins" in error.message
+    assert samba_dc.try_bind(user.upn, user.password) == (True, "")
+
+
+def test_a_protected_user_is_refused_after_its_policy_read_too(
+    ad: ActiveDirectory, samba_dc: SambaDC
+) -> None:
+    admin = samba_dc.users["nested_admin"]
+
+    ad.password_policy(admin.object_id)
+    error = _error(lambda: ad.reset_password(admin.object_id, strong_password()))
+
+    assert error.code == "protected"
+    assert samba_dc.try_bind(admin.upn, admin.password) == (True, "")
+
+
 def test_is_protected_follows_nesting(ad: ActiveDirectory, samba_dc: SambaDC) -> None:
     administrator = samba_dc.read(samba_dc.admin_dn, "objectGUID")["objectGUID"][0]
 
