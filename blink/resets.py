@@ -56,6 +56,10 @@ class ResetRefused(Exception):
 
 def _queue_for(blink_user: BlinkUser) -> Connection:
     """The connection that holds the user's password (see ``password_connection``)."""
+    if blink_user.connection.kind != Connection.Kind.ENTRA:
+        # Only an Entra user synced from on-premises AD keeps it elsewhere: everyone else's
+        # is on their own connection, so the snapshot need not be read.
+        return blink_user.connection
     # Joined: password_connection reads the entry's connection.
     entry = Entry.objects.filter(connection_id=blink_user.connection_id, kind=Entry.Kind.USER,
                                  object_id=blink_user.object_id).select_related("connection").first()

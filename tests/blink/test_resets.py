@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from unittest import mock
 
 import pytest
 
@@ -10,7 +11,7 @@ from blink.audit import Actor
 from blink.models import AuditEvent, BlinkUser, ResetRequest
 from blink.resets import ResetRefused, reset_request_create
 from directory.demo import POLICY, DemoDirectory
-from directory.models import Entry
+from directory.models import Connection, Entry
 from sms.models import Message
 
 PHONE = "+14155550177"
@@ -122,3 +123,30 @@ def test_a_request_that_runs_again_reapplies_the_same_password(
         reset_run(request_id=request.pk)  # a duplicate delivery of the task
     assert len(sms_outbox) == sent
     assert ResetRequest.objects.get().status == "sent"
+
+
+
+def test_a_request_is_queued_where_the_users_password_lives(
+    acme_client, demo, django_capture_on_commit_callbacks
+):
+    Connection.objects.filter(pk=demo.pk).update(queue="dir.globex")
+    ava = BlinkUser.objects.get(pk=active_user(acme_client, demo).pk)
+    # Sam is an Entra user synced from on-premises AD: the password is reset there.
+    Connection.objects.create(client=acme_client, kind=Connection.Kind.ACTIVE_DIRECTORY,
+                              queue="dir.onprem")
+    entra = Connection.objects.create(client=acme_client, kind=Connection.Kind.ENTRA)
+    Entry.objects.create(connection=entra, kind="user", object_id="synced-1", name="Sam Synced",
+                         username="sam@globex.example", on_premises_sync=True)
+    sam = BlinkUser.objects.create(client=acme_client, connection=entra, object_id="synced-1",
+                                   username="sam@globex.example", phone="+14155550178",
+                                   status="active")
+
+    with mock.patch("blink.tasks.reset_run.apply_async") as queued, \
+            django_capture_on_commit_callbacks(execute=True):
+        ava_request = reset_request_create(blink_user=ava, actor=ADMIN, channel="console")
+        sam_request = reset_request_create(blink_user=sam, actor=ADMIN, channel="console")
+
+    assert queued.call_args_list == [
+        mock.call((ava_request.pk,), queue="dir.globex"),
+        mock.call((sam_request.pk,), queue="dir.onprem"),
+    ]
