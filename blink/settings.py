@@ -166,16 +166,22 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL")
+# "local" is each process's own memory, for answers that may be a minute old (which
+# company owns an SMS number); "default" is shared, Redis when there is one.
+LOCAL_CACHE = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+               "LOCATION": "blink-local"}
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "blink",
-        }
+        },
+        "local": LOCAL_CACHE,
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+              "local": LOCAL_CACHE}
 
 # Celery. Without REDIS_URL tasks run in-process, so the trial needs no broker.
 CELERY_BROKER_URL = REDIS_URL or "memory://"
@@ -214,6 +220,11 @@ CELERY_BEAT_SCHEDULE = {
         # A late poll is replaced by the next one rather than queued behind it.
         "schedule": float(BLINK_LOCKOUT_POLL_SECONDS),
         "options": {"expires": float(BLINK_LOCKOUT_POLL_SECONDS)},
+    },
+    "inbound-requeue": {
+        "task": "sms.tasks.inbound_requeue",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
     },
 }
 

@@ -63,6 +63,9 @@ def company_settings_update(
         company.messaging_service_sid = messaging_service_sid
     company.full_clean()
     company.save()
+    from sms.inbound import inbound_company_forget
+
+    inbound_company_forget()
     changed = changes_between(before, _snapshot(company, COMPANY_FIELDS))
     if changed:
         audit_record(company=company, actor=actor, action="company.update", target=company.name,

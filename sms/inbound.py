@@ -1,8 +1,12 @@
-"""Texts users send to a Blink number: recorded once, then routed by keyword.
+"""Texts users send to a Blink number: recorded once, then routed by keyword in a worker.
 
 The Twilio webhook and the development outbox's "reply as this phone" box both come in
-through ``inbound_receive``. Replies never depend on whether the sender is a Blink
-user: an unknown number gets exactly the text a user's number gets (no enumeration).
+through ``inbound_queue``, which hands the text, sealed, to a worker (task
+``inbound_receive`` on the ``sms`` queue); the worker records it once per provider
+message id and ``inbound_act`` routes it by keyword. The webhook itself never reads or
+writes the database for a text, nor looks at who sent it. Replies never depend on whether the
+sender is a Blink user: an unknown number gets exactly the text a user's number gets (no
+enumeration).
 
 RESET and UNLOCK answer every number with the same neutral reply at once; for an Active
 Blink user they also record a ``ResetRequest``, whose task (on the directory's worker)
@@ -21,7 +25,7 @@ import kombu.exceptions
 import redis.exceptions
 from django.conf import settings
 from django.contrib.auth.hashers import check_password
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.db import IntegrityError, models, transaction
 from django.db.models import Sum
 from django.utils import timezone
@@ -31,6 +35,7 @@ from blink.models import AuditEvent, BlinkUser, ResetRequest, phone_mask
 from blink.resets import ResetRefused, reset_request_create
 from clients.models import Company
 from directory.base import DirectoryError
+from directory.encryption import secrets_decrypt, secrets_encrypt
 from directory.models import Entry
 from sms.codes import PAUSE, WRONG_PER_DAY
 from sms.limits import SendLimited, sms_send_allow, window_count
@@ -53,19 +58,39 @@ REPLIES_PER_HOUR = 5
 Handler = Callable[[Message, str], list[models.Model]]
 
 
-class InboundDuplicate(Exception):
-    """This provider message id was already received: it has had its one effect."""
-
-
 class InboundUnavailable(Exception):
     """The reply could not be queued (the broker is down); nothing was kept. Ask the
     provider to deliver the message again later."""
+
+
+# Which company owns a number changes about never; each web process remembers it this long
+# rather than ask the database on every text. A number moved to another company may still
+# reach the old one for this long in other processes (this one forgets at once).
+COMPANY_MEMORY_SECONDS = 60
+_PLAIN = re.compile(r"^\+?[0-9A-Za-z]{1,64}\Z")
 
 
 def inbound_company(*, to: str, messaging_service_sid: str = "") -> Company | None:
     """The company a text to ``to`` is for: the one that owns the number, else the one
     that owns the Messaging Service, else — for the shared ``BLINK_SMS_NUMBER`` — the
     only company without a number of its own. Never decided by the sender's number."""
+    key = f"inbound-company:{to}:{messaging_service_sid}"
+    plain = bool(_PLAIN.match(to)) and (not messaging_service_sid
+                                         or bool(_PLAIN.match(messaging_service_sid)))
+    company: Company | None = caches["local"].get(key) if plain else None
+    if company is None:
+        company = _company_owning(to=to, messaging_service_sid=messaging_service_sid)
+        if company is not None and plain:
+            caches["local"].set(key, company, COMPANY_MEMORY_SECONDS)
+    return company
+
+
+def inbound_company_forget() -> None:
+    """Forget which company owns which number, in this process (after a change)."""
+    caches["local"].clear()
+
+
+def _company_owning(*, to: str, messaging_service_sid: str) -> Company | None:
     if to:
         owners = list(Company.objects.filter(sms_number=to)[:2])
         if len(owners) == 1:
@@ -361,39 +386,130 @@ def _take_back(row: models.Model) -> None:
     type(row)._default_manager.filter(pk=row.pk).delete()
 
 
-def inbound_receive(
-    *, company: Company, phone: str, blink_number: str, body: str, provider_id: str,
-) -> Message:
-    """Record an inbound text and act on it, once per provider message id.
+def _sealed(body: str) -> str:
+    """The text as it came, encrypted, when what is stored of it left something out (a
+    PIN after RESET): the worker that acts on it needs it once."""
+    return secrets_encrypt({"body": body}) if _stored_body(body) != body else ""
 
-    Raises ``InboundDuplicate`` for an id seen before (nothing happens again) and
-    ``InboundUnavailable`` when a reply cannot be queued; then nothing is kept, so the
-    provider's next delivery of the same message is acted on afresh.
+
+def inbound_queue(
+    *, company: Company, phone: str, blink_number: str, body: str, provider_id: str,
+) -> None:
+    """Hand an inbound text to a worker, which records it and acts on it (task
+    ``inbound_receive``); all the webhook does, so it answers at once whatever the
+    database and the directories are doing.
+
+    The sender and the text travel sealed: a "RESET 1234" must not sit in the broker
+    readable. Raises ``InboundUnavailable`` when the task cannot be queued; then nothing
+    is kept, so the provider's next delivery of the same message is acted on afresh.
     """
-    inbound: Message | None = None
-    written: list[models.Model] = []
+    from sms.tasks import inbound_receive as task
+
+    sealed = secrets_encrypt({"phone": str(phone), "body": body})
     try:
-        with transaction.atomic():
-            inbound = Message.objects.create(
-                company=company, direction=Message.Direction.INBOUND, kind="inbound",
-                phone=phone, blink_number=blink_number, body=_stored_body(body),
-                status=Message.Status.RECEIVED, provider_id=provider_id,
-                blink_user=BlinkUser.objects.filter(phone=phone,
-                                                    client__company=company).first(),
-            )
-            written = inbound_handle(inbound, body)
-    except IntegrityError:
-        if Message.objects.filter(provider_id=provider_id).exists():
-            raise InboundDuplicate(provider_id) from None
-        raise
+        task.apply_async((company.pk, blink_number, provider_id, sealed), queue="sms")
     except PUBLISH_ERRORS as error:
-        # The rows committed before a task failed to publish: take them all back (reset
-        # requests, their audit events and wrong-PIN counts too), so the provider's next
-        # delivery starts afresh and nothing is left half-done.
-        for row in reversed([inbound, *written]):
-            if row is not None and row.pk:
-                _take_back(row)
-        log.warning("sms from %s not handled: the task broker is unavailable (%s)",
+        # Where tasks run in-process (the trial, tests) the text may be recorded by now.
+        Message.objects.filter(provider_id=provider_id, status=Message.Status.QUEUED).delete()
+        log.warning("sms from %s not queued: the task broker is unavailable (%s)",
                     phone_mask(phone), type(error).__name__)
         raise InboundUnavailable(provider_id) from error
+
+
+def inbound_receive(
+    *, company_id: int, blink_number: str, provider_id: str, sealed: str,
+) -> Message | None:
+    """Record a text ``inbound_queue`` sealed, once per provider message id, and act on it.
+
+    Returns the text as recorded (before it was acted on), or None for an id seen
+    before, which is left alone: it has had its one effect. The text
+    is stored with long runs of digits redacted; the whole of it stays sealed on the row
+    only until ``inbound_act`` has used it.
+    """
+    fields = secrets_decrypt(sealed)
+    phone, body = fields["phone"], fields["body"]
+    try:
+        with transaction.atomic():  # a savepoint when the caller is in a transaction
+            inbound = Message.objects.create(
+                company_id=company_id, direction=Message.Direction.INBOUND, kind="inbound",
+                phone=phone, blink_number=blink_number, body=_stored_body(body),
+                sealed_body=_sealed(body), status=Message.Status.QUEUED,
+                provider_id=provider_id,
+            )
+    except IntegrityError:
+        if Message.objects.filter(provider_id=provider_id).exists():
+            log.info("inbound SMS %s was already received", provider_id)
+            return None
+        raise
+    inbound_act(message_id=inbound.pk)
     return inbound
+
+
+def inbound_act(*, message_id: int) -> None:
+    """Act on one recorded, queued inbound text: route it by keyword.
+
+    The row is locked and marked received in the transaction that writes the replies and
+    requests, so a task run twice acts once. When a reply or request cannot be queued
+    (the broker went away), everything this run wrote is taken back and the text is left
+    queued for ``inbound_requeue`` to hand out again.
+    """
+    written: list[models.Model] = []
+    body = ""
+    try:
+        with transaction.atomic():
+            inbound = (Message.objects.select_for_update(of=("self",))
+                       .select_related("company")
+                       .filter(pk=message_id, direction=Message.Direction.INBOUND,
+                               status=Message.Status.QUEUED).first())
+            if inbound is None:
+                return
+            body = (secrets_decrypt(inbound.sealed_body)["body"] if inbound.sealed_body
+                    else inbound.body)
+            inbound.blink_user = BlinkUser.objects.filter(
+                phone=inbound.phone, client__company=inbound.company_id).first()
+            inbound.status = Message.Status.RECEIVED
+            inbound.sealed_body = ""
+            inbound.save(update_fields=["blink_user", "status", "sealed_body", "updated_at"])
+            written = inbound_handle(inbound, body)
+    except PUBLISH_ERRORS:
+        # The transaction committed before a task failed to publish: take back what it
+        # wrote (reset requests, their audit events, wrong-PIN counts too) and leave the
+        # text queued, as it was.
+        for row in reversed(written):
+            if row.pk:
+                _take_back(row)
+        Message.objects.filter(pk=message_id).update(
+            status=Message.Status.QUEUED, blink_user=None, sealed_body=_sealed(body))
+        raise
+
+
+# A text still queued this long after it came has lost its task (the broker was down, or
+# a worker died with it): hand it out again.
+REQUEUE_AFTER = timedelta(minutes=5)
+# Older than this, a text is no longer worth acting on: a password reset asked for a day
+# ago would surprise its user.
+GIVE_UP_AFTER = timedelta(hours=1)
+
+
+def inbound_requeue() -> int:
+    """Queue again the inbound texts whose task was lost; give up on very old ones.
+    Returns how many were queued again."""
+    from sms.tasks import inbound_process
+
+    now = timezone.now()
+    queued = Message.objects.filter(direction=Message.Direction.INBOUND,
+                                    status=Message.Status.QUEUED)
+    expired = queued.filter(created_at__lt=now - GIVE_UP_AFTER).update(
+        status=Message.Status.FAILED, sealed_body="", updated_at=now,
+        error_code="expired",
+        error_message="Blink could not act on this text within an hour and dropped it.",
+    )
+    if expired:
+        log.warning("dropped %s inbound texts that waited over an hour", expired)
+    stale = list(queued.filter(created_at__lt=now - REQUEUE_AFTER)
+                 .values_list("pk", flat=True)[:500])
+    for message_id in stale:
+        inbound_process.apply_async((message_id,), queue="sms")
+    if stale:
+        log.info("queued %s inbound texts again", len(stale))
+    return len(stale)

@@ -34,3 +34,29 @@ def message_send(self: Task, message_id: int) -> None:
         # Without a broker (the trial, tests) there is no "later": try again now, in-process,
         # rather than raise Celery's Retry into whoever queued the message.
         retries += 1
+
+
+@shared_task(ignore_result=True)
+def inbound_receive(company_id: int, blink_number: str, provider_id: str, sealed: str) -> None:
+    """Record a text the webhook queued and act on it (``sms.inbound.inbound_receive``);
+    a provider message id acts once however often it comes."""
+    from sms.inbound import inbound_receive as receive
+
+    receive(company_id=company_id, blink_number=blink_number, provider_id=provider_id,
+            sealed=sealed)
+
+
+@shared_task(ignore_result=True)
+def inbound_process(message_id: int) -> None:
+    """Act on a recorded text left queued (``sms.inbound.inbound_act``); safe to run twice."""
+    from sms.inbound import inbound_act
+
+    inbound_act(message_id=message_id)
+
+
+@shared_task(ignore_result=True)
+def inbound_requeue() -> None:
+    """Beat's sweep for inbound texts whose task was lost (``sms.inbound.inbound_requeue``)."""
+    from sms.inbound import inbound_requeue as requeue
+
+    requeue()

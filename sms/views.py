@@ -23,7 +23,7 @@ from blink.models import phone_mask
 from clients.forms import OneValueForm
 from clients.permissions import ConsoleRequest, console_view
 from directory.demo import demo_sign_in
-from sms.inbound import InboundUnavailable, inbound_receive
+from sms.inbound import InboundUnavailable, inbound_queue
 from sms.models import Message, OutboxEmail, OutboxSms
 from sms.services import company_sms_number
 
@@ -95,7 +95,7 @@ def dev_outbox_reply(request: ConsoleRequest) -> HttpResponse:
         return _page(request, form, status=400)
     phone = form.cleaned_data["phone"]
     try:
-        inbound_receive(
+        inbound_queue(
             company=company, phone=phone, blink_number=company_sms_number(company),
             body=form.cleaned_data["text"], provider_id="SMDEV" + secrets.token_hex(14)[:29],
         )

@@ -22,7 +22,7 @@ from blink.audit import Actor, audit_record, client_ip
 from blink.models import AuditEvent
 from clients.forms import OneValueForm
 from clients.models import Company
-from sms.inbound import InboundDuplicate, InboundUnavailable, inbound_company, inbound_receive
+from sms.inbound import InboundUnavailable, inbound_company, inbound_queue
 from sms.models import Message
 from sms.services import message_status_update
 
@@ -102,7 +102,7 @@ class InboundForm(OneValueForm):
             phone = None
         if phone is None or not phone.is_valid():
             raise forms.ValidationError("Expected an E.164 phone number.")
-        return str(phone)
+        return phone.as_e164
 
 
 @csrf_exempt
@@ -148,10 +148,8 @@ def twilio_inbound(request: HttpRequest) -> HttpResponse:
                     "its own SMS number in General settings", data["MessageSid"])
         return _twiml()
     try:
-        inbound_receive(company=company, phone=data["From"], blink_number=data["To"],
-                        body=data["Body"], provider_id=data["MessageSid"])
-    except InboundDuplicate:
-        log.info("inbound SMS %s was already handled", data["MessageSid"])
+        inbound_queue(company=company, phone=data["From"], blink_number=data["To"],
+                      body=data["Body"], provider_id=data["MessageSid"])
     except InboundUnavailable:
         # Twilio tries again later; nothing of this attempt was kept.
         return HttpResponse("Blink is busy; try again shortly.", status=503,

@@ -117,9 +117,10 @@ def persona(
 @pytest.fixture(autouse=True)
 def _empty_cache() -> None:
     """Each test starts with no send-cap counters or other cached state."""
-    from django.core.cache import cache
+    from django.core.cache import caches
 
-    cache.clear()
+    for backend in caches.all(initialized_only=True):
+        backend.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -34,4 +34,5 @@ if not env_bool("BLINK_TEST_WORKER", default=False):
     # What phones received is sms.backends.locmem.outbox (the ``sms_outbox`` fixture).
     SMS_BACKEND = "sms.backends.locmem.SmsBackend"
     CELERY_BROKER_URL = "memory://"
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+              "local": LOCAL_CACHE}  # noqa: F405

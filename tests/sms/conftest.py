@@ -3,13 +3,12 @@ and helpers that run the send task the way a worker would."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 from django.conf import settings as django_settings
-from django.core.cache import cache
 from django.test import Client as HttpClient
 
 from blink.models import BlinkUser
@@ -23,14 +22,6 @@ STRANGER_PHONE = "+14155550177"
 BLINK_NUMBER = "+14155550100"
 INBOUND_URL = "/sms/twilio/inbound"
 STATUS_URL = "/sms/twilio/status"
-
-
-@pytest.fixture(autouse=True)
-def _empty_cache() -> Iterator[None]:
-    """Send caps and reply caps start from zero in every test."""
-    cache.clear()
-    yield
-    cache.clear()
 
 
 

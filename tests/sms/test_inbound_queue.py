@@ -1,0 +1,203 @@
+"""The inbound webhook only hands a text, sealed, to a worker; the worker records it once per
+MessageSid and acts on it. A text whose reply could not be queued waits and is queued
+again; one that waited too long is dropped. The webhook remembers which company owns a
+number instead of asking the database for every text."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+from unittest import mock
+
+import kombu.exceptions
+import pytest
+from django.db import connection
+from django.test import Client as HttpClient
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from pytest_django.fixtures import Settings
+
+from blink.audit import SYSTEM
+from blink.models import BlinkUser, ResetRequest
+from clients.models import Company
+from clients.services import company_settings_update
+from sms.inbound import (
+    GIVE_UP_AFTER,
+    REQUEUE_AFTER,
+    inbound_act,
+    inbound_company,
+    inbound_receive,
+    inbound_requeue,
+)
+from sms.models import Message
+from sms.services import REDACTED
+from tests.fakes.twilio import FakeTwilio
+from tests.sms.conftest import BLINK_NUMBER, STRANGER_PHONE, USER_PHONE, text_blink
+
+OUTAGE = kombu.exceptions.OperationalError("Error 111 connecting to redis:6379.")
+PIN_TEXT = "RESET 482913"
+
+Queued = tuple[int, str, str, str]
+
+
+@pytest.fixture
+def webhook(twilio_webhooks: FakeTwilio, numbered: Company, client: HttpClient
+            ) -> Callable[..., Queued]:
+    """Text Blink through the signed webhook with no worker to take the task: the task's
+    arguments as the broker would hold them."""
+
+    def send(body: str, from_: str = USER_PHONE) -> Queued:
+        with mock.patch("sms.tasks.inbound_receive.apply_async") as publish:
+            response = text_blink(client, twilio_webhooks, numbered, body, from_=from_)
+        assert response.status_code == 200
+        publish.assert_called_once()
+        assert publish.call_args.kwargs == {"queue": "sms"}
+        args: Queued = publish.call_args.args[0]
+        return args
+
+    return send
+
+
+def receive(task: Queued) -> Message | None:
+    """What the worker does with the task."""
+    company_id, blink_number, provider_id, sealed = task
+    return inbound_receive(company_id=company_id, blink_number=blink_number,
+                           provider_id=provider_id, sealed=sealed)
+
+
+def inbound() -> Message:
+    return Message.objects.get(direction=Message.Direction.INBOUND)
+
+
+def outbound_bodies() -> list[str]:
+    return list(Message.objects.filter(direction=Message.Direction.OUTBOUND)
+                .order_by("id").values_list("body", flat=True))
+
+
+def test_the_webhook_hands_the_text_over_sealed_and_writes_nothing(
+    webhook: Callable[..., Queued], blink_user: BlinkUser
+) -> None:
+    task = webhook(PIN_TEXT)
+
+    assert not Message.objects.exists() and not ResetRequest.objects.exists()
+    # Neither the PIN nor the phone can be read in the broker.
+    assert "482913" not in repr(task) and USER_PHONE[1:] not in repr(task)
+
+    assert receive(task) is not None
+
+    recorded = inbound()
+    assert (recorded.status, recorded.body, recorded.blink_user) == (
+        "received", f"RESET {REDACTED}", blink_user)
+    assert recorded.sealed_body == ""
+    assert [b for b in outbound_bodies() if "registered with Blink" in b]
+    assert ResetRequest.objects.get().blink_user == blink_user
+    assert "482913" not in str(list(Message.objects.values()))
+
+
+def test_a_message_sid_acts_once_however_often_it_is_queued(
+    webhook: Callable[..., Queued]
+) -> None:
+    task = webhook("HELP", from_=STRANGER_PHONE)
+
+    assert receive(task) is not None
+    assert receive(task) is None
+
+    assert Message.objects.filter(direction=Message.Direction.INBOUND).count() == 1
+    assert len(outbound_bodies()) == 1
+
+
+def test_the_webhook_asks_the_database_nothing_once_it_knows_the_company(
+    webhook: Callable[..., Queued], blink_user: BlinkUser
+) -> None:
+    """The same work, and no lookup of the sender, for a Blink user and a stranger."""
+    webhook("HELP")  # learns which company owns the number
+
+    counts = []
+    for phone in (USER_PHONE, STRANGER_PHONE):
+        with CaptureQueriesContext(connection) as queries:
+            webhook("RESET", from_=phone)
+        counts.append(len(queries))
+
+    assert counts == [0, 0]
+
+
+def test_a_changed_number_is_seen_at_once(numbered: Company) -> None:
+    assert inbound_company(to=BLINK_NUMBER) == numbered
+
+    company_settings_update(company=numbered, actor=SYSTEM, name=numbered.name,
+                            support_email=numbered.support_email,
+                            site_url=numbered.site_url,
+                            default_country=numbered.default_country,
+                            sms_number="+14155550199")
+
+    assert inbound_company(to=BLINK_NUMBER) is None
+    assert inbound_company(to="+14155550199") == numbered
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_text_whose_reply_cannot_be_queued_waits_and_is_queued_again(
+    webhook: Callable[..., Queued], blink_user: BlinkUser, settings: Settings
+) -> None:
+    task = webhook(PIN_TEXT)
+
+    with mock.patch("sms.tasks.message_send.apply_async", side_effect=OUTAGE), \
+            mock.patch("blink.tasks.reset_run.apply_async", side_effect=OUTAGE), \
+            pytest.raises(kombu.exceptions.OperationalError):
+        receive(task)
+
+    # Nothing of that run is left but the text, waiting as it came with its PIN sealed.
+    waiting = inbound()
+    assert (waiting.status, waiting.blink_user) == ("queued", None)
+    assert waiting.sealed_body and "482913" not in waiting.sealed_body
+    assert outbound_bodies() == []
+    assert not ResetRequest.objects.exists()
+
+    # Beat's sweep queues it again once it has waited long enough, not before.
+    assert settings.CELERY_BEAT_SCHEDULE["inbound-requeue"]["task"] == \
+        "sms.tasks.inbound_requeue"
+    with mock.patch("sms.tasks.inbound_process.apply_async") as publish:
+        assert inbound_requeue() == 0
+        Message.objects.filter(pk=waiting.pk).update(
+            created_at=timezone.now() - REQUEUE_AFTER - timedelta(seconds=1))
+        assert inbound_requeue() == 1
+    publish.assert_called_once_with((waiting.pk,), queue="sms")
+
+    inbound_act(message_id=waiting.pk)
+
+    assert (inbound().status, inbound().sealed_body) == ("received", "")
+    assert ResetRequest.objects.get().blink_user == blink_user
+    assert [b for b in outbound_bodies() if "registered with Blink" in b]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_text_that_waited_over_an_hour_is_dropped_not_acted_on(
+    webhook: Callable[..., Queued], blink_user: BlinkUser
+) -> None:
+    task = webhook(PIN_TEXT)
+    with mock.patch("sms.tasks.message_send.apply_async", side_effect=OUTAGE), \
+            pytest.raises(kombu.exceptions.OperationalError):
+        receive(task)
+    Message.objects.filter(direction=Message.Direction.INBOUND).update(
+        created_at=timezone.now() - GIVE_UP_AFTER - timedelta(seconds=1))
+
+    with mock.patch("sms.tasks.inbound_process.apply_async") as publish:
+        assert inbound_requeue() == 0
+    inbound_act(message_id=inbound().pk)
+
+    publish.assert_not_called()
+    dropped = inbound()
+    assert (dropped.status, dropped.error_code, dropped.sealed_body) == ("failed", "expired", "")
+    assert outbound_bodies() == []
+    assert not ResetRequest.objects.exists()
+
+
+def test_any_text_reaches_the_worker_as_the_user_typed_it(
+    webhook: Callable[..., Queued], send_now: Callable[..., Any]
+) -> None:
+    task = webhook("  Réset! ")
+
+    send_now(lambda: receive(task))
+
+    assert inbound().body == "  Réset! "
+    assert [b for b in outbound_bodies() if "registered with Blink" in b]
