@@ -407,7 +407,9 @@ def inbound_queue(
 
     sealed = secrets_encrypt({"phone": str(phone), "body": body})
     try:
-        task.apply_async((company.pk, blink_number, provider_id, sealed), queue="sms")
+        # argsrepr: events and worker logs show "(sealed)" rather than the blob.
+        task.apply_async((company.pk, blink_number, provider_id, sealed), queue="sms",
+                         argsrepr="(sealed)", kwargsrepr="{}")
     except PUBLISH_ERRORS as error:
         # Where tasks run in-process (the trial, tests) the text may be recorded by now.
         Message.objects.filter(provider_id=provider_id, status=Message.Status.QUEUED).delete()
