@@ -24,6 +24,11 @@ log = logging.getLogger(__name__)
 
 # What a secret looks like in stored and displayed message bodies.
 REDACTED = "••••••"
+# The queue of the send task: only workers that hold the provider's credentials consume it.
+SMS_QUEUE = "sms"
+# How far back a text to the same phone still waiting in the queue keeps a text sent with
+# ``deliver_here`` from overtaking it.
+EARLIER_TEXT_WINDOW = timedelta(minutes=1)
 
 
 def traceback_redacted(error: BaseException, *secrets: str) -> str:
@@ -49,6 +54,7 @@ def company_sms_number(company: Company) -> str:
 def sms_send(
     *, company: Company, phone: PhoneNumber | str, text: str, kind: str, secret: str = "",
     blink_user: BlinkUser | None = None, opted_out: bool | None = None,
+    deliver_here: bool = False,
 ) -> Message:
     """Record an outbound SMS and queue its delivery once the transaction commits.
 
@@ -57,6 +63,12 @@ def sms_send(
     provider has it. Numbers that opted out (STOP) get nothing; the message is
     recorded as failed with the reason; ``opted_out`` says whether ``phone`` did, when the
     caller has just looked (else the opt-out list is read here).
+
+    ``deliver_here``: when this process is a worker that also consumes the ``sms`` queue,
+    hand the message to the provider right after the commit, in this process, instead of
+    through the queue (one trip through the broker fewer for a password someone waits
+    for). Anywhere else (a directory worker on its own queue, the web, eager tests) the
+    send task takes it as usual.
     """
     if "{secret}" in text and not secret:
         raise ValueError("text has a {secret} placeholder but no secret was given")
@@ -73,15 +85,67 @@ def sms_send(
         message.error_message = "The user texted STOP; Blink sends nothing until they text START."
         message.save()
         return message
+    full_text = text.replace("{secret}", secret) if secret else text
     if secret:
-        message.sealed_body = secrets_encrypt({"body": text.replace("{secret}", secret)})
+        message.sealed_body = secrets_encrypt({"body": full_text})
     message.save()
     log.info("sms %s (%s) queued for %s", message.pk, kind, phone_mask(str(phone)))
+    if deliver_here and _delivers_in_process():
+        transaction.on_commit(lambda: _deliver_here(message.pk, phone=str(message.phone),
+                                                    redact=(full_text, secret)))
+    else:
+        transaction.on_commit(lambda: _queue(message.pk))
+    return message
 
+
+def _delivers_in_process() -> bool:
+    """Whether this process is a worker that serves the ``sms`` queue (so it holds the
+    provider's credentials) and runs tasks for real, not eagerly."""
+    from blink.celery import app, worker_consumes
+
+    return worker_consumes(SMS_QUEUE) and not app.conf.task_always_eager
+
+
+def _queue(message_id: int, **options: Any) -> None:
+    """Queue the send task for the message (``options`` as for ``apply_async``)."""
     from sms.tasks import message_send
 
-    transaction.on_commit(lambda: message_send.apply_async((message.pk,), queue="sms"))
-    return message
+    message_send.apply_async((message_id,), queue=SMS_QUEUE, **options)
+
+
+def _earlier_text_waiting(*, message_id: int, phone: str) -> bool:
+    """Whether a text written just before this one to the same phone has not reached the
+    provider yet (such as the neutral reply to the RESET this password answers)."""
+    return Message.objects.filter(
+        direction=Message.Direction.OUTBOUND, phone=phone, pk__lt=message_id,
+        status__in=[Message.Status.QUEUED, Message.Status.SENDING],
+        created_at__gte=timezone.now() - EARLIER_TEXT_WINDOW,
+    ).exists()
+
+
+def _deliver_here(message_id: int, *, phone: str, redact: tuple[str, ...]) -> None:
+    """Make the send task's first attempt in this process; what is left to do goes to the
+    ``sms`` queue as the task would have sent it. Behind an earlier text to the same phone
+    that is still queued, the message queues too, so the phone gets them in order."""
+    outcome: DeliveryOutcome | None = None  # None: leave it to the queue
+    try:
+        if _earlier_text_waiting(message_id=message_id, phone=phone):
+            log.info("sms %s goes through the queue, behind an earlier text to %s",
+                     message_id, phone_mask(phone))
+        else:
+            outcome = message_deliver(message_id=message_id, final_attempt=False)
+    except Exception as error:
+        # A bug or the database failing: the queue's send task takes over (its claim keeps
+        # a message that did reach the provider from going twice).
+        log.error("sms %s could not be handed over in this worker; queueing it:\n%s",
+                  message_id, traceback_redacted(error, *redact))
+    if outcome is None:
+        _queue(message_id)
+    elif outcome == "retry":
+        countdown = retry_countdown(0)
+        log.info("sms %s will be tried again in %.0f s", message_id, countdown)
+        # The next run is the task's first retry, as if the task had made this attempt.
+        _queue(message_id, countdown=countdown, retries=1)
 
 
 def message_text(message: Message) -> str:
