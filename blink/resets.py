@@ -8,7 +8,9 @@ Order of events in a reset (``reset_run``):
    directory call, so a task that runs again re-applies that same password;
 3. reset in the directory (must change at next logon; unlock too when the client says so);
 4. only then record the SMS that carries the password, in the same transaction that marks
-   the request sent and forgets the sealed password.
+   the request sent and forgets the sealed password; after the commit a worker that also
+   serves the ``sms`` queue hands it to the provider itself (``sms_send(deliver_here=True)``),
+   any other puts it on that queue.
 A directory that refuses or cannot be reached ends the request failed with its reason, and
 the user is told without any password.
 """
@@ -191,7 +193,8 @@ def _finish_failed(request: ResetRequest, reason: str) -> None:
             "unlock your account"
         sms_send(company=company, phone=blink_user.phone, blink_user=blink_user,
                  kind=f"{request.kind}_failed",
-                 text=f"Blink could not {what} just now. Please contact {contact}.")
+                 text=f"Blink could not {what} just now. Please contact {contact}.",
+                 deliver_here=True)
     log.warning("%s request %s failed: %s", request.kind, request.pk, reason)
 
 
@@ -263,8 +266,11 @@ def reset_run(*, request_id: int) -> None:
         return
     now = timezone.now()
     with transaction.atomic():
+        # Someone is waiting for this text: a worker that also serves the sms queue sends
+        # it straight after the commit; an on-premises directory worker still queues it.
         message = sms_send(company=blink_user.client.company, phone=blink_user.phone,
-                           blink_user=blink_user, kind=request.kind, text=text, secret=secret)
+                           blink_user=blink_user, kind=request.kind, text=text, secret=secret,
+                           deliver_here=True)
         ResetRequest.objects.filter(pk=request.pk).update(
             status=ResetRequest.Status.SENT, message=message, sealed_password="",
             finished_at=now,

@@ -7,6 +7,7 @@ from unittest import mock
 
 import pytest
 
+import blink.celery
 from blink.audit import Actor
 from blink.models import AuditEvent, BlinkUser, ResetRequest
 from blink.resets import ResetRefused, reset_request_create
@@ -150,3 +151,36 @@ def test_a_request_is_queued_where_the_users_password_lives(
         mock.call((ava_request.pk,), queue="dir.globex"),
         mock.call((sam_request.pk,), queue="dir.onprem"),
     ]
+
+
+@pytest.mark.parametrize("protected", [False, True], ids=["password", "refusal"])
+def test_a_central_worker_texts_the_outcome_itself_without_the_sms_queue(
+    acme_client, demo, sms_outbox, settings, monkeypatch, protected,
+    django_capture_on_commit_callbacks,
+):
+    from blink.resets import reset_run
+    from sms.tasks import message_send
+
+    user = active_user(acme_client, demo, protected=protected)
+    with django_capture_on_commit_callbacks(execute=False):  # not run yet
+        request = reset_request_create(blink_user=user, actor=ADMIN, channel="sms")
+    # This process as a worker started with -Q default,directory,sms.
+    monkeypatch.setattr(blink.celery, "_consumed_queues",
+                        frozenset({"default", "directory", "sms"}))
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+
+    with mock.patch.object(message_send, "apply_async") as queued, \
+            django_capture_on_commit_callbacks(execute=True):
+        reset_run(request_id=request.pk)
+
+    queued.assert_not_called()
+    [sms] = sms_outbox
+    request.refresh_from_db()
+    if protected:
+        assert request.status == ResetRequest.Status.FAILED
+        assert sms["body"].startswith("Blink could not reset your password just now.")
+    else:
+        assert request.status == ResetRequest.Status.SENT
+        assert DemoDirectory(demo.pk).sign_in(user.object_id, password_in(sms_outbox)) == \
+            "must_change"
+        assert Message.objects.get(kind="reset").status == Message.Status.SENT

@@ -197,3 +197,29 @@ def test_a_domain_controller_out_of_reach_fails_the_request_and_a_retry_works(
     password = password_in(twilio_server.messages_to(PHONE)[-1].body)
     ok, message = samba_dc.try_bind(person.upn, password)
     assert not ok and "data 773" in message, message
+
+
+def test_twilio_failing_once_the_password_arrives_on_the_sms_queues_retry(
+    worker: CeleryWorker, login: Callable[..., Browser], owner: AbstractBaseUser,
+    samba_dc: SambaDC, samba_connection: Connection, samba_user, twilio_server: FakeTwilio,
+) -> None:
+    # The worker serves the sms queue, so it tries the text itself; Twilio's 500 sends it
+    # to the queue's retry, 10-20 s later, with the same password.
+    person = samba_user()
+    blink_user = active_blink_user(samba_connection, person, PHONE)
+    twilio_server.fail_next(1, status=500)
+    browser = login(owner)
+
+    progress = finished(browser, post(browser, blink_user, "reset-password"), worker)
+    assert progress["status"] == "sent", progress
+    deadline = time.monotonic() + WAIT_SECONDS
+    while (not Message.objects.filter(kind="reset", status="sent").exists()
+           and time.monotonic() < deadline):
+        time.sleep(0.5)
+
+    assert [attempt.status for attempt in twilio_server.attempts] == [500, 201]
+    [sms] = twilio_server.messages_to(PHONE)
+    ok, message = samba_dc.try_bind(person.upn, password_in(sms.body))
+    assert not ok and "data 773" in message, message
+    stored = Message.objects.get(kind="reset")
+    assert (stored.status, stored.attempts, stored.sealed_body) == ("sent", 2, "")
