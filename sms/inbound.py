@@ -423,10 +423,10 @@ def inbound_receive(
 ) -> Message | None:
     """Record a text ``inbound_queue`` sealed, once per provider message id, and act on it.
 
-    Returns the text as recorded (before it was acted on), or None for an id seen
-    before, which is left alone: it has had its one effect. The text
-    is stored with long runs of digits redacted; the whole of it stays sealed on the row
-    only until ``inbound_act`` has used it.
+    Returns the text as recorded (before it was acted on), or None for an id seen before,
+    which has had (or is having) its one effect. The text is stored with long runs of
+    digits redacted; the whole of it stays sealed on the row only until ``inbound_act``
+    has used it.
     """
     fields = secrets_decrypt(sealed)
     phone, body = fields["phone"], fields["body"]
@@ -439,10 +439,15 @@ def inbound_receive(
                 provider_id=provider_id,
             )
     except IntegrityError:
-        if Message.objects.filter(provider_id=provider_id).exists():
-            log.info("inbound SMS %s was already received", provider_id)
-            return None
-        raise
+        seen = Message.objects.filter(provider_id=provider_id).values("pk", "status").first()
+        if seen is None:
+            raise
+        log.info("inbound SMS %s was already received", provider_id)
+        if seen["status"] == Message.Status.QUEUED:
+            # Recorded by a run that died before acting on it, or is acting now (then
+            # inbound_act waits for it and finds nothing left to do).
+            inbound_act(message_id=seen["pk"])
+        return None
     inbound_act(message_id=inbound.pk)
     return inbound
 

@@ -203,3 +203,19 @@ def test_any_text_reaches_the_worker_as_the_user_typed_it(
 
     assert inbound().body == "  Réset! "
     assert [b for b in outbound_bodies() if "registered with Blink" in b]
+
+
+def test_a_text_recorded_by_a_worker_that_died_is_acted_on_when_it_comes_again(
+    webhook: Callable[..., Queued], blink_user: BlinkUser
+) -> None:
+    task = webhook("RESET")
+    # The first worker recorded the text and died before acting on it.
+    with mock.patch("sms.inbound.inbound_act"):
+        assert receive(task) is not None
+    assert inbound().status == "queued"
+
+    assert receive(task) is None  # Celery hands the task out again (acks_late)
+
+    assert inbound().status == "received"
+    assert ResetRequest.objects.get().blink_user == blink_user
+    assert len([b for b in outbound_bodies() if "registered with Blink" in b]) == 1
