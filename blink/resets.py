@@ -10,7 +10,9 @@ Order of events in a reset (``reset_run``):
 4. only then record the SMS that carries the password, in the same transaction that marks
    the request sent and forgets the sealed password; after the commit a worker that also
    serves the ``sms`` queue hands it to the provider itself (``sms_send(deliver_here=True)``),
-   any other puts it on that queue.
+   any other puts it on that queue. A run that dies between that commit and the provider
+   leaves the text queued with no task to send it; Celery hands the reset task back (it is
+   acknowledged late), and that run, finding the request sent, queues the text.
 A directory that refuses or cannot be reached ends the request failed with its reason, and
 the user is told without any password.
 """
@@ -36,7 +38,8 @@ from directory.encryption import SecretsUnreadable, secrets_decrypt, secrets_enc
 from directory.models import Connection, Entry
 from directory.passwords import temporary_password
 from directory.selectors import password_connection
-from sms.services import sms_send, traceback_redacted
+from sms.models import Message
+from sms.services import message_queue, sms_send, traceback_redacted
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +178,20 @@ def _run_again_when_stale(request_id: int) -> None:
              request_id, max(wait.total_seconds(), 0) + 1)
 
 
+def _text_resume(request_id: int) -> None:
+    """Queue the text of a sent request that nothing has tried to hand over yet: the run
+    that sent it died between its last commit and the provider (see the module's
+    docstring). A text that is also queued elsewhere still goes once (the send's claim)."""
+    message_id = ResetRequest.objects.filter(
+        pk=request_id, status=ResetRequest.Status.SENT,
+        message__status=Message.Status.QUEUED, message__attempts=0,
+    ).values_list("message_id", flat=True).first()
+    if message_id is not None:
+        log.info("request %s is sent but its sms %s was never handed over; queueing it",
+                 request_id, message_id)
+        message_queue(message_id=message_id)
+
+
 def _finish_failed(request: ResetRequest, reason: str) -> None:
     blink_user = request.blink_user
     company = blink_user.client.company
@@ -219,6 +236,7 @@ def _notify_support(request: ResetRequest) -> None:
 def reset_run(*, request_id: int) -> None:
     """Carry out a queued reset or unlock (the task body); see the module's docstring."""
     if not _claim(request_id):
+        _text_resume(request_id)
         _run_again_when_stale(request_id)
         return
     request = ResetRequest.objects.select_related(

@@ -94,8 +94,14 @@ def sms_send(
         transaction.on_commit(lambda: _deliver_here(message.pk, phone=str(message.phone),
                                                     redact=(full_text, secret)))
     else:
-        transaction.on_commit(lambda: _queue(message.pk))
+        message_queue(message_id=message.pk)
     return message
+
+
+def message_queue(*, message_id: int) -> None:
+    """Queue the send task for a recorded outbound message once the transaction commits
+    (at once outside one)."""
+    transaction.on_commit(lambda: _queue(message_id))
 
 
 def _delivers_in_process() -> bool:

@@ -184,3 +184,27 @@ def test_a_central_worker_texts_the_outcome_itself_without_the_sms_queue(
         assert DemoDirectory(demo.pk).sign_in(user.object_id, password_in(sms_outbox)) == \
             "must_change"
         assert Message.objects.get(kind="reset").status == Message.Status.SENT
+
+
+def test_a_run_that_died_before_its_text_went_out_sends_it_when_the_task_comes_back(
+    acme_client, demo, sms_outbox, django_capture_on_commit_callbacks
+):
+    from blink.resets import reset_run
+
+    user = active_user(acme_client, demo)
+    with django_capture_on_commit_callbacks(execute=False):
+        request = reset_request_create(blink_user=user, actor=ADMIN, channel="sms")
+    # The run commits the request as sent, and its worker dies before the text goes out.
+    with django_capture_on_commit_callbacks(execute=False):
+        reset_run(request_id=request.pk)
+    assert sms_outbox == []
+    assert Message.objects.filter(kind="reset", status="queued", attempts=0).exists()
+
+    for _ in range(2):  # Celery hands the task back; then a duplicate delivery
+        with django_capture_on_commit_callbacks(execute=True):
+            reset_run(request_id=request.pk)
+
+    assert len(sms_outbox) == 1
+    assert DemoDirectory(demo.pk).sign_in(user.object_id, password_in(sms_outbox)) == \
+        "must_change"
+    assert Message.objects.get(kind="reset").status == Message.Status.SENT
