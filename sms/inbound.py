@@ -328,11 +328,10 @@ def self_service_request(*, blink_user: BlinkUser, kind: str, pin: str, phone: s
 
 
 def _self_service(message: Message, kind: str, pin: str) -> list[models.Model]:
-    # Only a user's text is worth the joins (most texts come from unknown numbers); the
-    # connection is what the reset request queues on. The neutral reply and the user's
-    # checks share one look at the opt-out list.
-    blink_user = (BlinkUser.objects.select_related("client__company", "connection")
-                  .filter(pk=message.blink_user_id).first() if message.blink_user_id else None)
+    # inbound_act read the user with their client, company and connection (what the
+    # reset request needs). The neutral reply and the user's checks share one look at
+    # the opt-out list.
+    blink_user = message.blink_user
     opted_out = (OptOut.objects.filter(phone=blink_user.phone).exists()
                  if blink_user is not None else None)
     written = _reply(message, kind="self_service", text=neutral_reply(message.company),
@@ -473,8 +472,9 @@ def inbound_act(*, message_id: int) -> None:
                 return
             body = (secrets_decrypt(inbound.sealed_body)["body"] if inbound.sealed_body
                     else inbound.body)
-            inbound.blink_user = BlinkUser.objects.filter(
-                phone=inbound.phone, client__company=inbound.company_id).first()
+            inbound.blink_user = (
+                BlinkUser.objects.select_related("client__company", "connection")
+                .filter(phone=inbound.phone, client__company=inbound.company_id).first())
             inbound.status = Message.Status.RECEIVED
             inbound.sealed_body = ""
             inbound.save(update_fields=["blink_user", "status", "sealed_body", "updated_at"])
