@@ -226,6 +226,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 60.0},
     },
+    "messages-requeue": {
+        "task": "sms.tasks.messages_requeue",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
+    },
 }
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -244,6 +244,37 @@ def message_deliver(*, message_id: int, final_attempt: bool = True) -> DeliveryO
     return "sent"
 
 
+# A message still queued and never tried this long after it was written has lost its task
+# (the broker refused it after the commit, or a worker died holding it): queue it again.
+UNSENT_REQUEUE_AFTER = timedelta(minutes=5)
+# Past this a queued message is not worth sending: a code or a temporary password an hour
+# old would only confuse its user. Its sealed text is erased.
+UNSENT_GIVE_UP_AFTER = timedelta(hours=1)
+
+
+def messages_requeue() -> int:
+    """Queue again the outbound messages whose send task was lost; fail those that waited
+    too long. Returns how many were queued again. (Beat runs it every minute.)"""
+    now = timezone.now()
+    queued = Message.objects.filter(direction=Message.Direction.OUTBOUND,
+                                    status=Message.Status.QUEUED)
+    expired = queued.filter(created_at__lt=now - UNSENT_GIVE_UP_AFTER).update(
+        status=Message.Status.FAILED, sealed_body="", updated_at=now, error_code="expired",
+        error_message="Blink could not hand this message to the SMS provider within an "
+                      "hour and dropped it.",
+    )
+    if expired:
+        log.warning("dropped %s outbound messages that waited over an hour", expired)
+    # Tried at least once: a retry is already scheduled with its backoff.
+    lost = list(queued.filter(attempts=0, created_at__lt=now - UNSENT_REQUEUE_AFTER)
+                .values_list("pk", flat=True)[:500])
+    for message_id in lost:
+        _queue(message_id)
+    if lost:
+        log.info("queued %s outbound messages again", len(lost))
+    return len(lost)
+
+
 # -- Opt-outs and delivery reports -----------------------------------------------------------
 
 OPTED_OUT_CODE = "21610"

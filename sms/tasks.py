@@ -60,3 +60,12 @@ def inbound_requeue() -> None:
     from sms.inbound import inbound_requeue as requeue
 
     requeue()
+
+
+@shared_task(ignore_result=True)
+def messages_requeue() -> None:
+    """Beat's sweep for outbound messages whose send task was lost
+    (``sms.services.messages_requeue``)."""
+    from sms.services import messages_requeue as requeue
+
+    requeue()

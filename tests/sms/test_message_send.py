@@ -16,7 +16,14 @@ from pytest_django.fixtures import Settings
 from clients.models import Company
 from sms.backends import SmsError, locmem
 from sms.models import Message
-from sms.services import message_deliver, retry_countdown, sms_send
+from sms.services import (
+    UNSENT_GIVE_UP_AFTER,
+    UNSENT_REQUEUE_AFTER,
+    message_deliver,
+    messages_requeue,
+    retry_countdown,
+    sms_send,
+)
 from sms.tasks import MAX_RETRIES, message_send
 from tests.sms.conftest import USER_PHONE, fresh
 
@@ -193,3 +200,49 @@ def test_an_unexpected_error_fails_the_message_instead_of_looping(
     stored = fresh(message)
     assert (stored.status, stored.error_code, stored.sealed_body) == (
         Message.Status.FAILED, "error", "")
+
+
+# -- Messages whose task was lost --------------------------------------------------------
+
+
+def _aged(message: Message, age: timedelta) -> None:
+    Message.objects.filter(pk=message.pk).update(created_at=timezone.now() - age)
+
+
+def test_a_message_whose_task_was_lost_is_queued_again_and_sent(
+    company: Company, settings: Settings, send_now: Callable[..., Any],
+    sms_outbox: list[locmem.SentSms],
+) -> None:
+    """Say the broker refused the send task after the commit: the message sits queued."""
+    lost = _queued(company)
+    retrying = _queued(company)
+    Message.objects.filter(pk=retrying.pk).update(attempts=1)  # its retry is scheduled
+
+    with mock.patch("sms.tasks.message_send.apply_async") as publish:
+        assert messages_requeue() == 0  # not before it has waited five minutes
+        _aged(lost, UNSENT_REQUEUE_AFTER + timedelta(seconds=1))
+        _aged(retrying, UNSENT_REQUEUE_AFTER + timedelta(seconds=1))
+        assert messages_requeue() == 1
+    publish.assert_called_once_with((lost.pk,), queue="sms")
+    assert settings.CELERY_BEAT_SCHEDULE["messages-requeue"]["task"] == \
+        "sms.tasks.messages_requeue"
+
+    send_now(messages_requeue)
+
+    assert fresh(lost).status == Message.Status.SENT
+    assert [sms["body"] for sms in sms_outbox] == ["Code 123456"]
+
+
+def test_a_message_that_waited_over_an_hour_is_failed_and_forgets_its_secret(
+    company: Company, sms_outbox: list[locmem.SentSms],
+) -> None:
+    stale = _queued(company)
+    _aged(stale, UNSENT_GIVE_UP_AFTER + timedelta(seconds=1))
+
+    with mock.patch("sms.tasks.message_send.apply_async") as publish:
+        assert messages_requeue() == 0
+
+    publish.assert_not_called()
+    dropped = fresh(stale)
+    assert (dropped.status, dropped.error_code, dropped.sealed_body) == ("failed", "expired", "")
+    assert sms_outbox == []
