@@ -2,7 +2,8 @@
 
 Each request must carry Twilio's X-Twilio-Signature for the public URL Blink gave Twilio —
 built from the company's site URL (or BLINK_SITE_URL), never from the Host header.
-Anything else is refused with 403 and, when the company is known, an audit entry.
+Anything else is refused with 403 and, when the company is known, an audit entry (the first
+in each minute per company and endpoint; every refusal is logged).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 
 from django import forms
 from django.conf import settings
+from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -59,12 +61,26 @@ def _refusal(request: HttpRequest, company: Company | None) -> str:
     return "X-Twilio-Signature does not match this request"
 
 
+# A flood of forged webhooks must not become a flood of audit rows: the audit log gets the
+# first refusal per company and endpoint in this many seconds; the log gets every one.
+REFUSALS_AUDITED_EVERY = 60
+
+
+def _first_refusal(company: Company, endpoint: str) -> bool:
+    try:
+        return bool(cache.add(f"webhook-refused:{company.pk}:{endpoint}", 1,
+                              REFUSALS_AUDITED_EVERY))
+    except Exception:  # no cache: audit it rather than lose it
+        log.warning("could not check the refusal audit cap; auditing this one")
+        return True
+
+
 def _refused(request: HttpRequest, company: Company | None, *, endpoint: str,
              reason: str) -> HttpResponse:
     sid = _single(request.POST, "MessageSid")
     log.warning("refused a Twilio %s webhook from %s for %s: %s", endpoint, client_ip(request),
                 company.pk if company else "no company", reason)
-    if company is not None:
+    if company is not None and _first_refusal(company, endpoint):
         audit_record(
             company=company, actor=Actor(label="Twilio webhook", ip=client_ip(request)),
             action="sms.webhook_refused", target=f"{endpoint} webhook",

@@ -9,6 +9,7 @@ from unittest import mock
 
 import kombu.exceptions
 import pytest
+from django.core.cache import cache
 from django.test import Client as HttpClient
 from pytest_django.fixtures import Settings
 
@@ -193,6 +194,24 @@ def test_an_unsigned_or_forged_text_is_refused_and_audited(
     [event] = _refusals(numbered)
     assert event.result == AuditEvent.Result.REFUSED
     assert event.target_label == "inbound webhook"
+
+
+def test_a_flood_of_forgeries_is_refused_and_audited_once_a_minute(
+    twilio_webhooks: FakeTwilio, numbered: Company, client: HttpClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    params = twilio_webhooks.inbound(to=BLINK_NUMBER, from_=USER_PHONE, body="HELP")
+    forged = "bm90IGEgc2lnbmF0dXJlIGF0IGFsbA=="
+
+    statuses = [post_form(client, INBOUND_URL, params, forged).status_code for _ in range(20)]
+
+    assert statuses == [403] * 20
+    assert len(_refusals(numbered)) == 1
+    assert caplog.text.count("refused a Twilio inbound webhook") == 20
+
+    cache.delete(f"webhook-refused:{numbered.pk}:inbound")  # a minute later
+    assert post_form(client, INBOUND_URL, params, forged).status_code == 403
+    assert len(_refusals(numbered)) == 2
 
 
 def test_without_an_auth_token_every_text_is_refused(
