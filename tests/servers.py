@@ -16,6 +16,6 @@ ON_CI = os.environ.get("CI", "").lower() == "true"
 
 def unavailable(reason: str) -> NoReturn:
     """Skip locally, fail on CI, saying what is missing and how to provide it."""
-    if ON_CI:
-        pytest.fail(f"Needed on CI: {reason}", pytrace=False)
-    pytest.skip(reason)
+    if not ON_CI:
+        pytest.skip(reason)
+    pytest.fail(f"Needed on CI: {reason}", pytrace=False)
