@@ -11,12 +11,12 @@ from django.contrib.auth.models import AbstractBaseUser
 from playwright.sync_api import Browser, Page, expect
 from pytest_django.live_server_helper import LiveServer
 
-from blink.audit import SYSTEM
 from blink.models import BlinkUser
 from clients.models import Client, Company
 from directory.models import Connection
-from directory.services import connection_save, directory_sync
+from directory.services import directory_sync
 from tests.conftest import PASSWORD
+from tests.integration.conftest import samba_ad_connection
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -25,12 +25,7 @@ PHONE = "+14155550142"
 
 @pytest.fixture
 def samba_client(samba_dc, acme_client: Client) -> Connection:
-    connection = connection_save(
-        client=acme_client, actor=SYSTEM, kind="active_directory",
-        parameters={"url": samba_dc.url, "bind_user": samba_dc.service_upn,
-                    "base_dn": samba_dc.base_dn, "ca_pem": samba_dc.ca_pem},
-        secrets={"bind_password": samba_dc.service_password},
-    )
+    connection = samba_ad_connection(samba_dc, acme_client)
     assert directory_sync(connection_id=connection.pk, claimed=True) is not None
     return connection
 

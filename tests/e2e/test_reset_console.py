@@ -12,20 +12,20 @@ from playwright.sync_api import Page, expect
 from pytest_django.fixtures import Settings
 from pytest_django.live_server_helper import LiveServer
 
-from blink.audit import SYSTEM
 from clients.models import Client
 from directory.models import Connection
-from directory.services import connection_save
 from tests.blink.test_reset_console import password_in
 from tests.conftest import PASSWORD
 from tests.fakes.twilio import FakeTwilio
 from tests.fixtures.samba import SambaDC
-from tests.integration.conftest import CeleryWorker, publishing_to
-from tests.integration.test_reset_samba import (
+from tests.integration.conftest import (
+    CeleryWorker,
     active_blink_user,
-    lock_out,
+    publishing_to,
+    samba_ad_connection,
     twilio_worker_running,
 )
+from tests.integration.test_reset_samba import lock_out
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -55,12 +55,7 @@ def worker(module_worker: CeleryWorker, transactional_db: None, settings: Settin
 
 @pytest.fixture
 def samba_connection(samba_dc: SambaDC, acme_client: Client) -> Connection:
-    return connection_save(
-        client=acme_client, actor=SYSTEM, kind="active_directory",
-        parameters={"url": samba_dc.url, "bind_user": samba_dc.service_upn,
-                    "base_dn": samba_dc.base_dn, "ca_pem": samba_dc.ca_pem},
-        secrets={"bind_password": samba_dc.service_password},
-    )
+    return samba_ad_connection(samba_dc, acme_client)
 
 
 def open_row_action(page: Page, live_server: LiveServer, username: str, action: str) -> None:

@@ -25,7 +25,13 @@ import redis
 from django.db import connection
 from pytest_django.fixtures import Settings
 
+from blink.audit import SYSTEM
 from blink.celery import app
+from blink.models import BlinkUser
+from clients.models import Client
+from directory.models import Connection, Entry
+from directory.services import connection_save, directory_sync
+from tests.fixtures.samba import SambaDC, SeededUser
 from tests.servers import unavailable
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -209,3 +215,36 @@ def pytest_runtest_makereport(
     if report.failed and isinstance(worker, CeleryWorker):
         report.sections.append(("Celery worker log", worker.log()))
     return report
+
+
+@contextmanager
+def twilio_worker_running(fake: Any, *, redis_db: int, log_dir: Path,
+                          name: str = "blink-twilio") -> Iterator[CeleryWorker]:
+    """A worker on Redis database ``redis_db`` that texts through the Twilio stand-in
+    ``fake`` (the session's worker keeps the outbox backend)."""
+    with celery_worker_started(redis_db=redis_db, name=name, log_dir=log_dir,
+                               env=twilio_worker_env(fake)) as worker:
+        yield worker
+
+
+def samba_ad_connection(samba_dc: SambaDC, client: Client) -> Connection:
+    """``client``'s Active Directory connection to the Samba DC fixture, as Blink's
+    service account (not synced)."""
+    return connection_save(
+        client=client, actor=SYSTEM, kind="active_directory",
+        parameters={"url": samba_dc.url, "bind_user": samba_dc.service_upn,
+                    "base_dn": samba_dc.base_dn, "ca_pem": samba_dc.ca_pem},
+        secrets={"bind_password": samba_dc.service_password},
+    )
+
+
+def active_blink_user(connection: Connection, person: SeededUser, phone: str) -> BlinkUser:
+    """``person`` (a seeded Samba user) as an Active Blink user with ``phone``, after a
+    sync has given them a snapshot entry."""
+    assert directory_sync(connection_id=connection.pk, claimed=True) is not None
+    entry = Entry.objects.get(connection=connection, kind="user", object_id=person.object_id)
+    return BlinkUser.objects.create(
+        client=connection.client, connection=connection, object_id=entry.object_id,
+        username=entry.username, display_name=entry.name, email=entry.email, phone=phone,
+        status=BlinkUser.Status.ACTIVE,
+    )

@@ -8,28 +8,25 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import AbstractBaseUser
 from django.test import Client as Browser
 from pytest_django.fixtures import Settings
 
-from blink.audit import SYSTEM
 from blink.models import AuditEvent, BlinkUser, ResetRequest
 from clients.models import Client
-from directory.models import Connection, Entry
-from directory.services import connection_save, directory_sync
+from directory.models import Connection
 from sms.models import Message
 from tests.blink.test_reset_console import password_in
 from tests.fakes.twilio import FakeTwilio
-from tests.fixtures.samba import LOCKOUT_THRESHOLD, SambaDC, SeededUser
+from tests.fixtures.samba import LOCKOUT_THRESHOLD, SambaDC
 from tests.integration.conftest import (
     CeleryWorker,
-    celery_worker_started,
+    active_blink_user,
     publishing_to,
-    twilio_worker_env,
+    samba_ad_connection,
+    twilio_worker_running,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -43,17 +40,6 @@ WAIT_SECONDS = 60
 
 
 # A worker that texts through the Twilio stand-in
-
-
-@contextmanager
-def twilio_worker_running(
-    twilio: FakeTwilio, *, redis_db: int, log_dir: Path
-) -> Iterator[CeleryWorker]:
-    """A worker on Redis database ``redis_db`` sending SMS through the Twilio stand-in (the
-    session's worker keeps the outbox backend)."""
-    with celery_worker_started(redis_db=redis_db, name="blink-reset", log_dir=log_dir,
-                               env=twilio_worker_env(twilio)) as worker:
-        yield worker
 
 
 @pytest.fixture(scope="module")
@@ -81,23 +67,7 @@ def worker(module_worker: CeleryWorker, transactional_db: None, settings: Settin
 def samba_connection(samba_dc: SambaDC, acme_client: Client) -> Connection:
     acme_client.company.support_email = SUPPORT
     acme_client.company.save()
-    return connection_save(
-        client=acme_client, actor=SYSTEM, kind="active_directory",
-        parameters={"url": samba_dc.url, "bind_user": samba_dc.service_upn,
-                    "base_dn": samba_dc.base_dn, "ca_pem": samba_dc.ca_pem},
-        secrets={"bind_password": samba_dc.service_password},
-    )
-
-
-def active_blink_user(connection: Connection, person: SeededUser, phone: str) -> BlinkUser:
-    """``person`` as an Active Blink user, after a sync has given them a snapshot entry."""
-    assert directory_sync(connection_id=connection.pk, claimed=True) is not None
-    entry = Entry.objects.get(connection=connection, kind="user", object_id=person.object_id)
-    return BlinkUser.objects.create(
-        client=connection.client, connection=connection, object_id=entry.object_id,
-        username=entry.username, display_name=entry.name, email=entry.email, phone=phone,
-        status=BlinkUser.Status.ACTIVE,
-    )
+    return samba_ad_connection(samba_dc, acme_client)
 
 
 def finished(browser: Browser, request_id: int, worker: CeleryWorker) -> dict[str, object]:

@@ -14,21 +14,20 @@ import pytest
 from django.test import Client as HttpClient
 from pytest_django.fixtures import Settings
 
-from blink.audit import SYSTEM
 from blink.lockouts import lockouts_poll, lockouts_poll_all
-from blink.models import AuditEvent, BlinkUser, LockoutNotice, ResetRequest
+from blink.models import AuditEvent, LockoutNotice, ResetRequest
 from clients.models import Client, Company
-from directory.models import Connection, Entry
-from directory.services import connection_save, directory_sync
+from directory.models import Connection
 from sms.inbound import neutral_reply
 from sms.models import Message
 from tests.fakes.twilio import FakeTwilio
 from tests.fixtures.samba import LOCKOUT_THRESHOLD, SambaDC, SeededUser
 from tests.integration.conftest import (
     CeleryWorker,
-    celery_worker_started,
+    active_blink_user,
     publishing_to,
-    twilio_worker_env,
+    samba_ad_connection,
+    twilio_worker_running,
 )
 from tests.sms.conftest import BLINK_NUMBER, text_blink
 
@@ -46,9 +45,8 @@ def sms_worker(samba_dc: SambaDC, django_db_setup: None, twilio_service: FakeTwi
     """``celery -A blink worker`` on Redis database 13 and the test database, texting
     through the Twilio stand-in. (It asks for the DC first, so a session waiting for the
     DC has no worker of its own taking tasks meanwhile.)"""
-    with celery_worker_started(redis_db=REDIS_DB, name="blink-sms",
-                               log_dir=Path(tmp_path_factory.mktemp("sms-worker")),
-                               env=twilio_worker_env(twilio_service)) as worker:
+    with twilio_worker_running(twilio_service, redis_db=REDIS_DB, name="blink-sms",
+                               log_dir=Path(tmp_path_factory.mktemp("sms-worker"))) as worker:
         yield worker
 
 
@@ -70,22 +68,7 @@ def numbered(company: Company) -> Company:
 
 @pytest.fixture
 def samba_connection(samba_dc: SambaDC, acme_client: Client) -> Connection:
-    return connection_save(
-        client=acme_client, actor=SYSTEM, kind="active_directory",
-        parameters={"url": samba_dc.url, "bind_user": samba_dc.service_upn,
-                    "base_dn": samba_dc.base_dn, "ca_pem": samba_dc.ca_pem},
-        secrets={"bind_password": samba_dc.service_password},
-    )
-
-
-def active_blink_user(connection: Connection, person: SeededUser) -> BlinkUser:
-    assert directory_sync(connection_id=connection.pk, claimed=True) is not None
-    entry = Entry.objects.get(connection=connection, kind="user", object_id=person.object_id)
-    return BlinkUser.objects.create(
-        client=connection.client, connection=connection, object_id=entry.object_id,
-        username=entry.username, display_name=entry.name, phone=PHONE,
-        status=BlinkUser.Status.ACTIVE,
-    )
+    return samba_ad_connection(samba_dc, acme_client)
 
 
 def texts_waited(twilio: FakeTwilio, worker: CeleryWorker, count: int,
@@ -110,7 +93,7 @@ def test_a_user_texts_reset_and_gets_a_password_ad_makes_them_change(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     person = samba_user()
-    active_blink_user(samba_connection, person)
+    active_blink_user(samba_connection, person, PHONE)
 
     response = text_blink(HttpClient(), twilio_backend, numbered, "RESET", from_=PHONE)
 
@@ -132,7 +115,7 @@ def test_a_locked_out_user_is_told_within_one_poll_and_unlocks_by_text(
     samba_connection: Connection, samba_user: Callable[..., SeededUser],
 ) -> None:
     person = samba_user()
-    blink_user = active_blink_user(samba_connection, person)
+    blink_user = active_blink_user(samba_connection, person, PHONE)
     for attempt in range(LOCKOUT_THRESHOLD):
         assert not samba_dc.try_bind(person.upn, f"Wrong-Password-{attempt}!")[0]
     ok, message = samba_dc.try_bind(person.upn, person.password)
