@@ -57,17 +57,24 @@ def _producer_pools_reset() -> None:
 
 @contextmanager
 def publishing_to(broker_url: str) -> Iterator[None]:
-    """Make this process's Celery app send tasks to ``broker_url`` instead of running them."""
+    """Make this process's Celery app send tasks to ``broker_url`` instead of running them.
+    Nested, the outer broker is back when the inner block ends."""
+    keys = ("broker_url", "task_always_eager")
+    changes = app.conf.changes or {}
+    outer = {key: changes[key] for key in keys if key in changes}
     app.conf.update(broker_url=broker_url, task_always_eager=False)
     _producer_pools_reset()
     try:
         yield
     finally:
         # Celery reads Django's settings live; dropping the overrides (rather than
-        # writing back values read mid-test) hands control back to tests.settings.
+        # writing back values read mid-test) hands control back to tests.settings,
+        # or to an enclosing publishing_to.
         overrides = app.conf.changes or {}
-        for key in ("broker_url", "task_always_eager"):
+        for key in keys:
             overrides.pop(key, None)
+        if outer:
+            app.conf.update(outer)
         _producer_pools_reset()
 
 

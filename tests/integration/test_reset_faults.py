@@ -11,6 +11,7 @@ import time
 import uuid
 from datetime import timedelta
 from unittest import mock
+from urllib.parse import urlencode
 
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
@@ -31,6 +32,7 @@ from directory.services import connection_save
 from sms.models import Message, OutboxSms
 from tests.blink.test_reset_console import make_active, password_in
 from tests.integration.conftest import CeleryWorker, publishing_to
+from tests.sms.conftest import BLINK_NUMBER
 
 PHONE = "+14155550166"
 SUPPORT = "help@acme-it.example"
@@ -326,3 +328,49 @@ def test_with_redis_down_the_console_says_so_and_leaves_nothing_queued(
     assert progress["detail"] == f"Nothing was texted to {ava}."
     assert re.search(r"reset request \d+ not queued: the task broker is unavailable",
                      caplog.text)
+
+
+@pytest.mark.integration
+def test_with_redis_down_a_texted_reset_gets_503_and_twilios_retry_resets_once(
+    celery_worker: CeleryWorker, twilio_server, settings, ava, demo
+):
+    """The webhook with a real broker refusing, then back: 503 and nothing kept; the same
+    MessageSid delivered again (twice) makes one reset and one password text."""
+    settings.TWILIO_AUTH_TOKEN = twilio_server.auth_token
+    company = ava.client.company
+    company.sms_number = BLINK_NUMBER
+    company.save()
+    sid = "SM" + uuid.uuid4().hex
+
+    def text(body: str, *, from_: str = PHONE, message_sid: str | None = None):
+        params = twilio_server.inbound(to=BLINK_NUMBER, from_=from_, body=body, sid=message_sid)
+        signature = twilio_server.sign(company.site_url + "/sms/twilio/inbound", params)
+        return Browser().post("/sms/twilio/inbound", urlencode(params),
+                              content_type="application/x-www-form-urlencoded",
+                              headers={"X-Twilio-Signature": signature})
+
+    with publishing_to(CLOSED_BROKER_URL):
+        down = text("RESET", message_sid=sid)
+
+    assert (down.status_code, down["Retry-After"]) == (503, "30")
+    assert not Message.objects.exists() and not ResetRequest.objects.exists()
+
+    assert text("RESET", message_sid=sid).status_code == 200
+    assert text("RESET", message_sid=sid).status_code == 200
+    # The worker takes tasks in order: once this reply is out, both RESETs were handled.
+    assert text("HELP", from_="+14155550177").status_code == 200
+    deadline = time.monotonic() + WORKER_WAIT_SECONDS
+    while not OutboxSms.objects.filter(to="+14155550177").exists():
+        assert time.monotonic() < deadline, celery_worker.log()
+        time.sleep(0.2)
+
+    [request] = ResetRequest.objects.all()
+    assert request.channel == ResetRequest.Channel.SMS
+    assert Message.objects.filter(direction=Message.Direction.INBOUND, provider_id=sid).count() == 1
+    while ResetRequest.objects.get().status != ResetRequest.Status.SENT:
+        assert time.monotonic() < deadline, celery_worker.log()
+        time.sleep(0.2)
+    texts = [sms.body for sms in OutboxSms.objects.filter(to=PHONE).order_by("id")]
+    assert len([t for t in texts if "temporary password" in t]) == 1
+    assert DemoDirectory(demo.pk).sign_in(ava.object_id, password_in(texts[-1])) == \
+        "must_change"
