@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from celery import Celery
-from celery.signals import worker_init
+from celery import Celery, Task
+from celery.signals import task_postrun, task_prerun, worker_init
+from django.db import close_old_connections
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "blink.settings")
 
@@ -30,3 +31,14 @@ def _consumed_queues_record(sender: Any, **_: object) -> None:
 def worker_consumes(queue: str) -> bool:
     """Whether this process is a Celery worker that takes tasks from ``queue``."""
     return queue in _consumed_queues
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _database_connections_tidy(sender: Task, **_: object) -> None:
+    """Around each task, as Django does around each request: close the database connections
+    that failed or are older than CONN_MAX_AGE; the others stay open for the next task
+    (settings.CELERY_DB_REUSE_MAX keeps Celery from closing them all). Eager tasks run
+    inside their caller's request or transaction, which owns the connection."""
+    if not getattr(sender.request, "is_eager", False):
+        close_old_connections()
