@@ -2,11 +2,11 @@
 
 The Twilio webhook and the development outbox's "reply as this phone" box both come in
 through ``inbound_queue``, which hands the text, sealed, to a worker (task
-``inbound_receive`` on the ``sms`` queue); the worker records it once per provider
-message id and ``inbound_act`` routes it by keyword. The webhook itself never reads or
-writes the database for a text, nor looks at who sent it. Replies never depend on whether the
-sender is a Blink user: an unknown number gets exactly the text a user's number gets (no
-enumeration).
+``inbound_receive`` on the ``sms`` queue); the worker finds the sender, records the text
+once per provider message id and routes it by keyword, all in one transaction. The webhook
+itself never reads or writes the database for a text, nor looks at who sent it. Replies
+never depend on whether the sender is a Blink user: an unknown number gets exactly the text
+a user's number gets (no enumeration).
 
 RESET and UNLOCK answer every number with the same neutral reply at once; for an Active
 Blink user they also record a ``ResetRequest``, whose task (on the directory's worker)
@@ -418,47 +418,83 @@ def inbound_queue(
         raise InboundUnavailable(provider_id) from error
 
 
+class _Seen(Exception):
+    """Recording a text broke a constraint: its provider message id was seen before, most
+    likely."""
+
+    def __init__(self, error: IntegrityError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def inbound_receive(
     *, company_id: int, blink_number: str, provider_id: str, sealed: str,
 ) -> Message | None:
     """Record a text ``inbound_queue`` sealed, once per provider message id, and act on it.
 
-    Returns the text as recorded (before it was acted on), or None for an id seen before,
-    which has had (or is having) its one effect. The text is stored with long runs of
-    digits redacted; the whole of it stays sealed on the row only until ``inbound_act``
-    has used it.
+    Finding the sender, recording the text and acting on it are one transaction: a worker
+    that dies part way leaves nothing, and Celery hands the task out again. Returns the
+    text as recorded, or None for an id seen before, which has had (or is having) its one
+    effect. The text is stored with long runs of digits redacted.
     """
     fields = secrets_decrypt(sealed)
     phone, body = fields["phone"], fields["body"]
+    inbound = Message(
+        company_id=company_id, direction=Message.Direction.INBOUND, kind="inbound",
+        phone=phone, blink_number=blink_number, body=_stored_body(body),
+        status=Message.Status.RECEIVED, provider_id=provider_id,
+    )
+    written: list[models.Model] = []
     try:
         with transaction.atomic():  # a savepoint when the caller is in a transaction
-            inbound = Message.objects.create(
-                company_id=company_id, direction=Message.Direction.INBOUND, kind="inbound",
-                phone=phone, blink_number=blink_number, body=_stored_body(body),
-                sealed_body=_sealed(body), status=Message.Status.QUEUED,
-                provider_id=provider_id,
-            )
-    except IntegrityError:
+            _sender_find(inbound)
+            try:
+                inbound.save(force_insert=True)
+            except IntegrityError as error:
+                raise _Seen(error) from error
+            written = inbound_handle(inbound, body)
+    except _Seen as seen_error:
         seen = Message.objects.filter(provider_id=provider_id).values("pk", "status").first()
         if seen is None:
-            raise
+            raise seen_error.error from None  # not a repeat: some other constraint
         log.info("inbound SMS %s was already received", provider_id)
         if seen["status"] == Message.Status.QUEUED:
-            # Recorded by a run that died before acting on it, or is acting now (then
-            # inbound_act waits for it and finds nothing left to do).
+            # Left waiting by a run whose replies could not be queued.
             inbound_act(message_id=seen["pk"])
         return None
-    inbound_act(message_id=inbound.pk)
+    except PUBLISH_ERRORS:
+        _wait_again(inbound.pk, written, body)
+        raise
     return inbound
 
 
+def _sender_find(inbound: Message) -> None:
+    """Set who sent the text: the company's Blink user with that phone, read with their
+    client, company and connection (what a reset request needs), or None."""
+    inbound.blink_user = (
+        BlinkUser.objects.select_related("client__company", "connection")
+        .filter(phone=inbound.phone, client__company=inbound.company_id).first())
+    if inbound.blink_user is not None:
+        inbound.company = inbound.blink_user.client.company
+
+
+def _wait_again(message_id: int, written: list[models.Model], body: str) -> None:
+    """The transaction that acted on a text committed, then a task failed to publish:
+    take back what it wrote (reset requests, their audit events, wrong-PIN counts too)
+    and leave the text queued, sealed as it came, for ``inbound_requeue``."""
+    for row in reversed(written):
+        if row.pk:
+            _take_back(row)
+    Message.objects.filter(pk=message_id).update(
+        status=Message.Status.QUEUED, blink_user=None, sealed_body=_sealed(body))
+
+
 def inbound_act(*, message_id: int) -> None:
-    """Act on one recorded, queued inbound text: route it by keyword.
+    """Act on a text left queued (see ``_wait_again``): route it by keyword.
 
     The row is locked and marked received in the transaction that writes the replies and
-    requests, so a task run twice acts once. When a reply or request cannot be queued
-    (the broker went away), everything this run wrote is taken back and the text is left
-    queued for ``inbound_requeue`` to hand out again.
+    requests, so a task run twice acts once; if they cannot be queued again, the text
+    waits again.
     """
     written: list[models.Model] = []
     body = ""
@@ -472,22 +508,13 @@ def inbound_act(*, message_id: int) -> None:
                 return
             body = (secrets_decrypt(inbound.sealed_body)["body"] if inbound.sealed_body
                     else inbound.body)
-            inbound.blink_user = (
-                BlinkUser.objects.select_related("client__company", "connection")
-                .filter(phone=inbound.phone, client__company=inbound.company_id).first())
+            _sender_find(inbound)
             inbound.status = Message.Status.RECEIVED
             inbound.sealed_body = ""
             inbound.save(update_fields=["blink_user", "status", "sealed_body", "updated_at"])
             written = inbound_handle(inbound, body)
     except PUBLISH_ERRORS:
-        # The transaction committed before a task failed to publish: take back what it
-        # wrote (reset requests, their audit events, wrong-PIN counts too) and leave the
-        # text queued, as it was.
-        for row in reversed(written):
-            if row.pk:
-                _take_back(row)
-        Message.objects.filter(pk=message_id).update(
-            status=Message.Status.QUEUED, blink_user=None, sealed_body=_sealed(body))
+        _wait_again(message_id, written, body)
         raise
 
 

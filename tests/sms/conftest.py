@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from unittest import mock
 from urllib.parse import urlencode
 
 import pytest
 from django.conf import settings as django_settings
 from django.test import Client as HttpClient
+from pytest_django.fixtures import Settings
 
+import blink.celery
 from blink.models import BlinkUser
 from clients.models import Client, Company
 from directory.models import Connection
@@ -22,6 +25,10 @@ STRANGER_PHONE = "+14155550177"
 BLINK_NUMBER = "+14155550100"
 INBOUND_URL = "/sms/twilio/inbound"
 STATUS_URL = "/sms/twilio/status"
+# What docker-compose's central worker consumes.
+CENTRAL_QUEUES = frozenset({"default", "directory", "sms"})
+# The arguments of an inbound_receive task, as the broker holds them.
+Queued = tuple[int, str, str, str]
 
 
 
@@ -81,3 +88,44 @@ def text_blink(browser: HttpClient, fake: FakeTwilio, company: Company | None, b
     site = company.site_url if company is not None else django_settings.BLINK_SITE_URL
     signature = fake.sign(site + INBOUND_URL, params)
     return post_form(browser, INBOUND_URL, params, signature)
+
+
+@pytest.fixture
+def worker_queues(monkeypatch: pytest.MonkeyPatch, settings: Settings
+                  ) -> Callable[[frozenset[str]], None]:
+    """Make this test process look like a (non-eager) worker consuming the given queues."""
+
+    def become(queues: frozenset[str]) -> None:
+        monkeypatch.setattr(blink.celery, "_consumed_queues", queues)
+        settings.CELERY_TASK_ALWAYS_EAGER = False
+
+    return become
+
+
+@pytest.fixture
+def webhook(twilio_webhooks: FakeTwilio, numbered: Company, client: HttpClient
+            ) -> Callable[..., Queued]:
+    """Text Blink through the signed webhook with no worker to take the task: the task's
+    arguments as the broker would hold them."""
+
+    def send(body: str, from_: str = USER_PHONE) -> Queued:
+        with mock.patch("sms.tasks.inbound_receive.apply_async") as publish:
+            response = text_blink(client, twilio_webhooks, numbered, body, from_=from_)
+        assert response.status_code == 200
+        publish.assert_called_once()
+        assert publish.call_args.kwargs["queue"] == "sms"
+        # What monitoring and worker logs show of the task.
+        assert publish.call_args.kwargs["argsrepr"] == "(sealed)"
+        args: Queued = publish.call_args.args[0]
+        return args
+
+    return send
+
+
+def receive(task: Queued) -> Message | None:
+    """What the worker does with an inbound_receive task."""
+    from sms.inbound import inbound_receive
+
+    company_id, blink_number, provider_id, sealed = task
+    return inbound_receive(company_id=company_id, blink_number=blink_number,
+                           provider_id=provider_id, sealed=sealed)

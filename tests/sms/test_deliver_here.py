@@ -19,9 +19,7 @@ from sms.backends import SmsError, locmem
 from sms.models import Message
 from sms.services import sms_send
 from sms.tasks import message_send
-from tests.sms.conftest import USER_PHONE, fresh
-
-CENTRAL_QUEUES = frozenset({"default", "directory", "sms"})
+from tests.sms.conftest import CENTRAL_QUEUES, USER_PHONE, fresh
 
 
 class FlakyBackend:
@@ -33,18 +31,6 @@ class FlakyBackend:
              status_callback: str = "") -> str:
         FlakyBackend.calls += 1
         raise SmsError("Twilio did not answer within 10 s.", permanent=False, code="timeout")
-
-
-@pytest.fixture
-def worker_queues(monkeypatch: pytest.MonkeyPatch, settings: Settings
-                  ) -> Callable[[frozenset[str]], None]:
-    """Make this test process look like a (non-eager) worker consuming the given queues."""
-
-    def become(queues: frozenset[str]) -> None:
-        monkeypatch.setattr(blink.celery, "_consumed_queues", queues)
-        settings.CELERY_TASK_ALWAYS_EAGER = False
-
-    return become
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from unittest import mock
 import kombu.exceptions
 import pytest
 from django.db import connection
-from django.test import Client as HttpClient
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from pytest_django.fixtures import Settings
@@ -27,46 +26,14 @@ from sms.inbound import (
     REQUEUE_AFTER,
     inbound_act,
     inbound_company,
-    inbound_receive,
     inbound_requeue,
 )
 from sms.models import Message
 from sms.services import REDACTED
-from tests.fakes.twilio import FakeTwilio
-from tests.sms.conftest import BLINK_NUMBER, STRANGER_PHONE, USER_PHONE, text_blink
+from tests.sms.conftest import BLINK_NUMBER, STRANGER_PHONE, USER_PHONE, Queued, receive
 
 OUTAGE = kombu.exceptions.OperationalError("Error 111 connecting to redis:6379.")
 PIN_TEXT = "RESET 482913"
-
-Queued = tuple[int, str, str, str]
-
-
-@pytest.fixture
-def webhook(twilio_webhooks: FakeTwilio, numbered: Company, client: HttpClient
-            ) -> Callable[..., Queued]:
-    """Text Blink through the signed webhook with no worker to take the task: the task's
-    arguments as the broker would hold them."""
-
-    def send(body: str, from_: str = USER_PHONE) -> Queued:
-        with mock.patch("sms.tasks.inbound_receive.apply_async") as publish:
-            response = text_blink(client, twilio_webhooks, numbered, body, from_=from_)
-        assert response.status_code == 200
-        publish.assert_called_once()
-        assert publish.call_args.kwargs["queue"] == "sms"
-        # What monitoring and worker logs show of the task.
-        assert publish.call_args.kwargs["argsrepr"] == "(sealed)"
-        args: Queued = publish.call_args.args[0]
-        return args
-
-    return send
-
-
-def receive(task: Queued) -> Message | None:
-    """What the worker does with the task."""
-    company_id, blink_number, provider_id, sealed = task
-    return inbound_receive(company_id=company_id, blink_number=blink_number,
-                           provider_id=provider_id, sealed=sealed)
-
 
 def inbound() -> Message:
     return Message.objects.get(direction=Message.Direction.INBOUND)
@@ -205,17 +172,52 @@ def test_any_text_reaches_the_worker_as_the_user_typed_it(
     assert [b for b in outbound_bodies() if "registered with Blink" in b]
 
 
-def test_a_text_recorded_by_a_worker_that_died_is_acted_on_when_it_comes_again(
+def test_a_worker_that_dies_acting_on_a_text_leaves_nothing_and_the_text_comes_again(
     webhook: Callable[..., Queued], blink_user: BlinkUser
 ) -> None:
     task = webhook("RESET")
-    # The first worker recorded the text and died before acting on it.
-    with mock.patch("sms.inbound.inbound_act"):
-        assert receive(task) is not None
-    assert inbound().status == "queued"
+    # The first worker found the sender and recorded the text, then died before its
+    # transaction committed.
+    with mock.patch("sms.inbound.inbound_handle", side_effect=SystemExit(1)), \
+            pytest.raises(SystemExit):
+        receive(task)
+    assert not Message.objects.exists() and not ResetRequest.objects.exists()
 
-    assert receive(task) is None  # Celery hands the task out again (acks_late)
+    assert receive(task) is not None  # Celery hands the task out again (acks_late)
 
     assert inbound().status == "received"
     assert ResetRequest.objects.get().blink_user == blink_user
     assert len([b for b in outbound_bodies() if "registered with Blink" in b]) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_text_left_waiting_is_acted_on_once_when_its_message_id_comes_again(
+    webhook: Callable[..., Queued], blink_user: BlinkUser
+) -> None:
+    task = webhook("RESET")
+    with mock.patch("sms.tasks.message_send.apply_async", side_effect=OUTAGE), \
+            pytest.raises(kombu.exceptions.OperationalError):
+        receive(task)
+    assert inbound().status == "queued"
+
+    assert receive(task) is None  # the same MessageSid again
+
+    assert inbound().status == "received"
+    assert ResetRequest.objects.get().blink_user == blink_user
+    assert len([b for b in outbound_bodies() if "registered with Blink" in b]) == 1
+    assert receive(task) is None
+    assert ResetRequest.objects.count() == 1
+
+
+def test_a_reset_text_costs_a_known_number_of_queries(
+    webhook: Callable[..., Queued], blink_user: BlinkUser,
+    django_assert_max_num_queries: Any,
+) -> None:
+    """Finding the sender, recording the text, the neutral reply and the reset request,
+    with its audit event, in one transaction (a guard against N+1 creeping in)."""
+    task = webhook("RESET")
+
+    with django_assert_max_num_queries(13):
+        receive(task)
+
+    assert ResetRequest.objects.get().blink_user == blink_user
