@@ -15,6 +15,12 @@ Order of events in a reset (``reset_run``):
    acknowledged late), and that run, finding the request sent, queues the text.
 A directory that refuses or cannot be reached ends the request failed with its reason, and
 the user is told without any password.
+
+Where the request is made decides where it runs. The console (a web process) queues the task
+on the connection's queue. A worker that serves that queue itself, as the ``sms`` worker
+handling a texted RESET does for a directory in Blink's reach, runs it in-process as soon
+as the request is committed; the queued task is then only a backstop, due once the request
+would look stale (see ``_publish``).
 """
 
 from __future__ import annotations
@@ -122,11 +128,29 @@ def reset_request_create(
     return request
 
 
+def _runs_here(queue: str) -> bool:
+    """Whether this process is a worker that takes tasks from ``queue`` and runs them for
+    real (not eagerly): the directory the queue is for is within its reach."""
+    from blink.celery import app, worker_consumes
+
+    return worker_consumes(queue) and not app.conf.task_always_eager
+
+
 def _publish(request: ResetRequest, *, queue: str) -> None:
+    """Queue the request's task on ``queue``. A worker that serves that queue itself (a
+    texted RESET, handled on the ``sms`` worker of a cloud directory) makes the first run
+    here and now, and queues the task only as a backstop, due once the request would look
+    stale: if this process dies mid-run, that task finishes the request, and otherwise it
+    finds it done and stops."""
     from blink.tasks import reset_run as task
 
+    here = _runs_here(queue)
     try:
-        task.apply_async((request.pk,), queue=queue)
+        if here:
+            task.apply_async((request.pk,), queue=queue,
+                             countdown=_stale_after().total_seconds() + 1)
+        else:
+            task.apply_async((request.pk,), queue=queue)
     except PUBLISH_ERRORS as error:
         # Committed but never queued: end it now rather than leave it "queued" for ever.
         blink_user = request.blink_user
@@ -142,6 +166,18 @@ def _publish(request: ResetRequest, *, queue: str) -> None:
         log.warning("%s request %s not queued: the task broker is unavailable (%s)",
                     request.kind, request.pk, type(error).__name__)
         raise
+    if here:
+        _run_here(request)
+
+
+def _run_here(request: ResetRequest) -> None:
+    try:
+        reset_run(request_id=request.pk, made=request)
+    except Exception:
+        # The database went away mid-run, say. Nothing is lost: the backstop task
+        # claims the request once it is stale.
+        log.exception("request %s stopped in this worker; its queued task takes over",
+                      request.pk)
 
 
 def _claim(request_id: int) -> bool:
@@ -233,14 +269,19 @@ def _notify_support(request: ResetRequest) -> None:
         log.warning("support notice for request %s could not be emailed", request.pk)
 
 
-def reset_run(*, request_id: int) -> None:
-    """Carry out a queued reset or unlock (the task body); see the module's docstring."""
+def reset_run(*, request_id: int, made: ResetRequest | None = None) -> None:
+    """Carry out a queued reset or unlock (the task body); see the module's docstring.
+
+    ``made``: the request as the process that just made it holds it (with its user's
+    client, company and connection), for the first run there; it is not read again.
+    """
     if not _claim(request_id):
         _text_resume(request_id)
         _run_again_when_stale(request_id)
         return
-    request = ResetRequest.objects.select_related(
-        "blink_user__client__company", "blink_user__connection").get(pk=request_id)
+    request = made if made is not None and made.pk == request_id else (
+        ResetRequest.objects.select_related("blink_user__client__company",
+                                            "blink_user__connection").get(pk=request_id))
     blink_user = request.blink_user
     secret = ""
     try:
