@@ -91,8 +91,7 @@ def sms_send(
     message.save()
     log.info("sms %s (%s) queued for %s", message.pk, kind, phone_mask(str(phone)))
     if deliver_here and _delivers_in_process():
-        transaction.on_commit(lambda: _deliver_here(message.pk, phone=str(message.phone),
-                                                    redact=(full_text, secret)))
+        transaction.on_commit(lambda: _deliver_here(message, redact=(full_text, secret)))
     else:
         message_queue(message_id=message.pk)
     return message
@@ -129,17 +128,20 @@ def _earlier_text_waiting(*, message_id: int, phone: str) -> bool:
     ).exists()
 
 
-def _deliver_here(message_id: int, *, phone: str, redact: tuple[str, ...]) -> None:
-    """Make the send task's first attempt in this process; what is left to do goes to the
-    ``sms`` queue as the task would have sent it. Behind an earlier text to the same phone
-    that is still queued, the message queues too, so the phone gets them in order."""
+def _deliver_here(message: Message, *, redact: tuple[str, ...]) -> None:
+    """Make the send task's first attempt in this process, on the message just recorded;
+    what is left to do goes to the ``sms`` queue as the task would have sent it. Behind an
+    earlier text to the same phone that is still queued, the message queues too, so the
+    phone gets them in order."""
+    message_id, phone = message.pk, str(message.phone)
     outcome: DeliveryOutcome | None = None  # None: leave it to the queue
     try:
         if _earlier_text_waiting(message_id=message_id, phone=phone):
             log.info("sms %s goes through the queue, behind an earlier text to %s",
                      message_id, phone_mask(phone))
         else:
-            outcome = message_deliver(message_id=message_id, final_attempt=False)
+            outcome = message_deliver(message_id=message_id, final_attempt=False,
+                                      recorded=message)
     except Exception as error:
         # A bug or the database failing: the queue's send task takes over (its claim keeps
         # a message that did reach the provider from going twice).
@@ -190,18 +192,24 @@ def _settle(message: Message, **fields: Any) -> None:
     Message.objects.filter(pk=message.pk).update(updated_at=timezone.now(), **fields)
 
 
-def message_deliver(*, message_id: int, final_attempt: bool = True) -> DeliveryOutcome:
+def message_deliver(*, message_id: int, final_attempt: bool = True,
+                    recorded: Message | None = None) -> DeliveryOutcome:
     """Hand one queued outbound message to the SMS backend and record what happened.
 
     Only the run that claims the row (QUEUED → SENDING) calls the provider, so two runs
     never send one message twice. Sent or failed for good, the sealed text is erased.
     A temporary failure puts the message back to QUEUED and answers "retry", unless
     this is the ``final_attempt``; a permanent one records the provider's reason (and
-    the opt-out, for Twilio 21610).
+    the opt-out, for Twilio 21610). ``recorded``: the message as the process that has
+    just written it holds it (never tried), so it is not read again.
     """
     if not _claim(message_id):
         return "skipped"
-    message = Message.objects.select_related("company").get(pk=message_id)
+    if recorded is not None and recorded.pk == message_id and recorded.attempts == 0:
+        message = recorded
+        message.attempts = 1  # as the claim counted it
+    else:
+        message = Message.objects.select_related("company").get(pk=message_id)
     company = message.company
     masked = phone_mask(str(message.phone))
     text = ""

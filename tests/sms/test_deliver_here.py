@@ -157,7 +157,7 @@ def test_an_unexpected_error_is_logged_without_the_text_and_the_queue_takes_over
 ) -> None:
     worker_queues(CENTRAL_QUEUES)
 
-    def broken(*, message_id: int, final_attempt: bool) -> str:
+    def broken(*, message_id: int, final_attempt: bool, recorded: Message) -> str:
         raise RuntimeError("the database went away while sending "
                            "'Your temporary password is:\nTmp-Pass-8842\n'")
 
