@@ -85,7 +85,6 @@ def _stale_after() -> timedelta:
     return timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 30)
 
 
-@transaction.atomic
 def reset_request_create(
     *, blink_user: BlinkUser, actor: Actor, channel: str, kind: str = ResetRequest.Kind.RESET
 ) -> ResetRequest:
@@ -95,7 +94,8 @@ def reset_request_create(
     A request of the same kind still under way for the user is returned instead of a
     second one (a double click or a repeated text must not make two passwords). When the
     task cannot be published the request is recorded failed and the broker's error is
-    raised (``PUBLISH_ERRORS``) to the caller, which should say so.
+    raised (``PUBLISH_ERRORS``) to the caller, which should say so. ``ResetRefused`` is
+    raised before anything is written.
     """
     if not blink_user.is_active():
         raise ResetRefused("Only Active Blink users can be reset: this user has not "
@@ -106,6 +106,15 @@ def reset_request_create(
         connection = _queue_for(blink_user)
     except DirectoryError as error:
         raise ResetRefused(error.message) from None
+    return _request_record(blink_user=blink_user, actor=actor, channel=channel, kind=kind,
+                           queue=connection.queue)
+
+
+# Inside a caller's transaction (an inbound text's) no savepoint: nothing here is meant to
+# fail on its own, and a database error aborts the caller's transaction anyway.
+@transaction.atomic(savepoint=False)
+def _request_record(*, blink_user: BlinkUser, actor: Actor, channel: str, kind: str,
+                    queue: str) -> ResetRequest:
     # One request at a time per user: concurrent callers wait here for each other.
     BlinkUser.objects.select_for_update().filter(pk=blink_user.pk).first()
     pending = ResetRequest.objects.filter(
@@ -124,7 +133,7 @@ def reset_request_create(
     audit_record(company=blink_user.client.company, client=blink_user.client, actor=actor,
                  action=f"{kind}.request", target=blink_user.username,
                  detail={"channel": channel, "request": request.pk})
-    transaction.on_commit(lambda: _publish(request, queue=connection.queue))
+    transaction.on_commit(lambda: _publish(request, queue=queue))
     return request
 
 

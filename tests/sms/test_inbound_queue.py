@@ -217,7 +217,7 @@ def test_a_reset_text_costs_a_known_number_of_queries(
     with its audit event, in one transaction (a guard against N+1 creeping in)."""
     task = webhook("RESET")
 
-    with django_assert_max_num_queries(13):
+    with django_assert_max_num_queries(11):
         receive(task)
 
     assert ResetRequest.objects.get().blink_user == blink_user
