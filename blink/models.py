@@ -169,6 +169,9 @@ class ResetRequest(models.Model):
     message = models.ForeignKey("sms.Message", on_delete=models.SET_NULL, null=True,
                                 blank=True, related_name="+")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # When its task was last handed to the broker: when it was made, or when beat's
+    # resets_requeue queued it again because the task was lost.
+    queued_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

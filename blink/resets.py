@@ -53,6 +53,17 @@ log = logging.getLogger(__name__)
 PUBLISH_ERRORS: tuple[type[BaseException], ...] = (
     kombu.exceptions.OperationalError, redis.exceptions.RedisError, OSError,
 )
+SUPERSEDED_REASON = ("No worker carried this out in time, and a newer request replaced it. "
+                     "Check that the directory's worker is running.")
+EXPIRED_REASON = ("No worker carried this out within an hour, so Blink dropped it. Check "
+                  "that the directory's worker is running, then try again.")
+# A request still waiting this long after its task was queued has most likely lost the
+# task (Redis restarted, or the process that made it died before publishing): beat's
+# resets_requeue queues it again, at most this often.
+REQUEUE_AFTER = timedelta(minutes=5)
+# A request not carried out within this long is failed and its user told: a password
+# arriving hours after it was asked for would surprise more than help.
+GIVE_UP_AFTER = timedelta(hours=1)
 UNQUEUED_REASON = ("Blink could not queue this request: its task queue (Redis) did not answer. "
                    "Nothing was changed and nothing was sent; try again in a few minutes.")
 
@@ -83,6 +94,14 @@ def _stale_after() -> timedelta:
     """How long a running request may look running before it is taken for dead: past
     Celery's hard time limit no run can still be going."""
     return timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 30)
+
+
+def _under_way(request: ResetRequest, now: datetime) -> bool:
+    """Whether a queued or running request can still be carried out by the task that
+    holds it: queued (or queued again) lately, or running and not yet stale."""
+    if request.status == ResetRequest.Status.QUEUED:
+        return request.queued_at >= now - _stale_after()
+    return request.started_at is not None and request.started_at >= now - _stale_after()
 
 
 def reset_request_create(
@@ -117,14 +136,26 @@ def _request_record(*, blink_user: BlinkUser, actor: Actor, channel: str, kind: 
                     queue: str) -> ResetRequest:
     # One request at a time per user: concurrent callers wait here for each other.
     BlinkUser.objects.select_for_update().filter(pk=blink_user.pk).first()
-    pending = ResetRequest.objects.filter(
+    now = timezone.now()
+    unfinished = list(ResetRequest.objects.filter(
         blink_user=blink_user, kind=kind,
         status__in=[ResetRequest.Status.QUEUED, ResetRequest.Status.RUNNING],
-        created_at__gte=timezone.now() - _stale_after(),
-    ).first()
-    if pending is not None:
-        log.info("%s request %s is under way; not making another", kind, pending.pk)
-        return pending
+    ).order_by("-id"))
+    for pending in unfinished:
+        if _under_way(pending, now):
+            log.info("%s request %s is under way; not making another", kind, pending.pk)
+            return pending
+    if unfinished:
+        # Left by a worker that never took them (or died): this request replaces them,
+        # and their tasks, should they still come, find nothing to do.
+        # (Each only if no worker claimed it meanwhile.)
+        stale = now - _stale_after()
+        ResetRequest.objects.filter(
+            Q(status=ResetRequest.Status.QUEUED, queued_at__lt=stale)
+            | Q(status=ResetRequest.Status.RUNNING, started_at__lt=stale),
+            pk__in=[r.pk for r in unfinished],
+        ).update(status=ResetRequest.Status.FAILED, reason=SUPERSEDED_REASON,
+                 sealed_password="", finished_at=now)
     request = ResetRequest.objects.create(
         blink_user=blink_user, kind=kind, channel=channel, requested_label=actor.label[:150],
         requested_by=actor.user if actor.user is not None and actor.user.pk else None,
@@ -355,3 +386,43 @@ def reset_run(*, request_id: int, made: ResetRequest | None = None) -> None:
                      detail={"request": request.pk, "channel": request.channel})
     _notify_support(request)
     log.info("%s request %s done for blink user %s", request.kind, request.pk, blink_user.pk)
+
+
+def resets_requeue() -> int:
+    """Beat's sweep, every minute: queue again the requests whose task looks lost (still
+    waiting ``REQUEUE_AFTER`` after it was queued, or left running by a dead worker), and
+    fail, telling the user, those not carried out within ``GIVE_UP_AFTER``. Returns how
+    many were queued again. The tasks' claim keeps a request from running twice."""
+    from blink.tasks import reset_run as task
+
+    now = timezone.now()
+    unfinished = ResetRequest.objects.filter(
+        status__in=[ResetRequest.Status.QUEUED, ResetRequest.Status.RUNNING],
+    ).select_related("blink_user__client__company", "blink_user__connection")
+    for request in unfinished.filter(created_at__lt=now - GIVE_UP_AFTER)[:100]:
+        if _claim(request.pk):  # not while a worker is carrying it out
+            _finish_failed(request, EXPIRED_REASON)
+    lost = unfinished.filter(
+        Q(status=ResetRequest.Status.QUEUED)
+        | Q(status=ResetRequest.Status.RUNNING, started_at__lt=now - _stale_after()),
+        created_at__gte=now - GIVE_UP_AFTER, queued_at__lt=now - REQUEUE_AFTER,
+    )
+    requeued = 0
+    for request in lost[:500]:
+        if not ResetRequest.objects.filter(pk=request.pk, queued_at=request.queued_at).update(
+                queued_at=now):
+            continue  # another sweep took it
+        try:
+            queue = _queue_for(request.blink_user).queue
+        except DirectoryError:
+            queue = request.blink_user.connection.queue
+        try:
+            task.apply_async((request.pk,), queue=queue)
+        except PUBLISH_ERRORS as error:
+            log.warning("could not queue %s request %s again: the task broker is "
+                        "unavailable (%s)", request.kind, request.pk, type(error).__name__)
+            break
+        requeued += 1
+    if requeued:
+        log.info("queued %s reset and unlock requests again", requeued)
+    return requeued

@@ -231,6 +231,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 60.0},
     },
+    "resets-requeue": {
+        "task": "blink.tasks.resets_requeue",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
+    },
     "messages-requeue": {
         "task": "sms.tasks.messages_requeue",
         "schedule": 60.0,

@@ -30,6 +30,15 @@ def reset_run(request_id: int) -> None:
 
 
 @shared_task(ignore_result=True)
+def resets_requeue() -> None:
+    """Beat's sweep for reset and unlock requests whose task was lost
+    (``blink.resets.resets_requeue``)."""
+    from blink.resets import resets_requeue as requeue
+
+    requeue()
+
+
+@shared_task(ignore_result=True)
 def lockouts_poll_all() -> None:
     """Beat's lockout check: one ``lockouts_poll`` per monitored connection, on its queue."""
     from blink.lockouts import lockouts_poll_all as poll_all
