@@ -48,13 +48,16 @@ def _counters(*, user_id: int | None, phone: str | None, ip: str | None) -> list
 
 # Checks every counter and, only when none is full, counts the send in all of them: one
 # round trip instead of three per counter, and no other send can slip in between.
-# KEYS are the counters; ARGV their windows, then their limits. Returns the window of the
-# first full counter, or 0 when the send was counted.
+# KEYS are the counters; ARGV their windows, then their limits. Returns the seconds left in
+# the first full counter's window (when the user may send again), or 0 when the send was
+# counted.
 _ALLOW_SCRIPT = """
 local n = #KEYS
 for i = 1, n do
   if tonumber(redis.call('GET', KEYS[i]) or '0') >= tonumber(ARGV[n + i]) then
-    return tonumber(ARGV[i])
+    local left = redis.call('TTL', KEYS[i])
+    if left < 1 then left = tonumber(ARGV[i]) end
+    return left
   end
 end
 for i = 1, n do
