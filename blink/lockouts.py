@@ -151,11 +151,9 @@ def lockouts_poll(*, connection_id: int) -> None:
     if not users:
         return
     try:
-        directory = directory_for(connection)
-        try:
-            locked = directory.locked_out([user.object_id for user in users])
-        finally:
-            directory.close()
+        # The AD connection stays open for the next poll and the resets this worker runs
+        # (closing it also dropped the policies kept on it); workers close it at shutdown.
+        locked = directory_for(connection).locked_out([user.object_id for user in users])
     except DirectoryError as error:
         if error.code == "lockout_unavailable":
             _unavailable(connection, error)

@@ -15,6 +15,7 @@ from django.test import Client as Browser
 from pytest_django.fixtures import Settings
 
 from blink.models import AuditEvent, BlinkUser, ResetRequest
+from blink.tasks import lockouts_poll
 from clients.models import Client
 from directory.models import Connection
 from sms.models import Message
@@ -193,3 +194,26 @@ def test_twilio_failing_once_the_password_arrives_on_the_sms_queues_retry(
     assert not ok and "data 773" in message, message
     stored = Message.objects.get(kind="reset")
     assert (stored.status, stored.attempts, stored.sealed_body) == ("sent", 2, "")
+
+
+def test_lockout_polls_keep_the_connection_the_next_reset_uses(
+    worker: CeleryWorker, login: Callable[..., Browser], owner: AbstractBaseUser,
+    samba_dc: SambaDC, samba_connection: Connection, samba_user, twilio_server: FakeTwilio,
+) -> None:
+    """Polls every minute must not cost every reset a new TLS connection and bind."""
+    person = samba_user()
+    blink_user = active_blink_user(samba_connection, person, PHONE)
+    lock_out(samba_dc, person.upn)
+    log_before = len(worker.log())
+
+    for _ in range(2):
+        lockouts_poll.apply_async((samba_connection.pk,), queue=samba_connection.queue)
+    browser = login(owner)
+    # The same queue, so the worker takes the reset after both polls.
+    progress = finished(browser, post(browser, blink_user, "reset-password"), worker)
+
+    assert progress["status"] == "sent", progress
+    assert BlinkUser.objects.get(pk=blink_user.pk).locked_since is None  # unlocked too
+    assert any("is locked" in m.body for m in twilio_server.messages_to(PHONE))
+    opened = worker.log()[log_before:].count("directory connection opened to")
+    assert opened <= 1, worker.log()[log_before:]
