@@ -112,15 +112,6 @@ def _words(body: str) -> list[str]:
     return re.sub(r"[^\w\s]", "", letters.casefold()).split()
 
 
-def keyword_normalise(body: str) -> str:
-    """The keyword a text means: " reset ", "RESET!" and "Réset" are all "reset".
-
-    Accents and punctuation go, case folds; a text that is not one word is "".
-    """
-    words = _words(body)
-    return words[0] if len(words) == 1 else ""
-
-
 def keyword_parse(body: str) -> tuple[str, str]:
     """The keyword and its argument: "RESET 1234" → ("reset", "1234"), "Réset!" →
     ("reset", ""). Only RESET and UNLOCK take an argument (a PIN: one run of digits);
@@ -134,7 +125,12 @@ def keyword_parse(body: str) -> tuple[str, str]:
 
 
 def _stored_body(body: str) -> str:
-    # A user may text a code or password to Blink by mistake; keep no digits runs of it.
+    """What is kept of a text. Whatever follows RESET or UNLOCK may be a PIN, however it
+    was typed ("RESET 12-34", "reset ¹²³⁴"), so none of it is kept; elsewhere runs of four
+    or more digits go (a code or a password texted to Blink by mistake)."""
+    words = _words(body)
+    if len(words) > 1 and words[0] in SELF_SERVICE:
+        return f"{words[0].upper()} {REDACTED}"
     return re.sub(r"\d{4,}", REDACTED, body)[:1600]
 
 

@@ -17,7 +17,7 @@ from sms.inbound import (
     help_text,
     inbound_company,
     inbound_company_forget,
-    keyword_normalise,
+    keyword_parse,
     neutral_reply,
 )
 from sms.models import Message, OptOut
@@ -46,7 +46,7 @@ def text(twilio_webhooks: FakeTwilio, numbered: Company, client: HttpClient,
     ("reset please", ""), ("Stop-All", "stopall"),
 ])
 def test_keywords_are_normalised(body: str, keyword: str) -> None:
-    assert keyword_normalise(body) == keyword
+    assert keyword_parse(body)[0] == keyword
 
 
 @pytest.mark.parametrize(("body", "num_media"), [

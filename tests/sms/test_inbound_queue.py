@@ -221,3 +221,16 @@ def test_a_reset_text_costs_a_known_number_of_queries(
         receive(task)
 
     assert ResetRequest.objects.get().blink_user == blink_user
+
+
+@pytest.mark.parametrize("body", ["RESET 12-34", "reset ¹²³⁴", "Unlock 12 34", "RESET 4829"])
+def test_nothing_after_reset_or_unlock_is_kept_however_the_pin_was_typed(
+    webhook: Callable[..., Queued], blink_user: BlinkUser, body: str
+) -> None:
+    receive(webhook(body))
+
+    recorded = inbound()
+    assert recorded.body == f"{body.split()[0].upper()} {REDACTED}"
+    assert recorded.sealed_body == ""
+    for stored in Message.objects.values_list("body", flat=True):
+        assert not any(c in stored for c in "0123456789¹²³⁴"), stored
