@@ -15,6 +15,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 from phonenumber_field.phonenumber import PhoneNumber
 from phonenumbers import NumberParseException
@@ -85,6 +86,7 @@ def dev_outbox(request: ConsoleRequest) -> HttpResponse:
 
 
 @require_POST
+@sensitive_post_parameters("text")
 @console_view(write=True)
 def dev_outbox_reply(request: ConsoleRequest) -> HttpResponse:
     """Text the company's Blink number as a phone, through the webhook's own inbound path."""

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 from phonenumber_field.phonenumber import PhoneNumber
 from phonenumbers import NumberParseException
@@ -148,6 +149,7 @@ def twilio_status(request: HttpRequest) -> HttpResponse:
 
 @csrf_exempt
 @require_POST
+@sensitive_post_parameters("Body")  # "RESET 1234": kept out of error reports
 def twilio_inbound(request: HttpRequest) -> HttpResponse:
     """A text to a Blink number. Answers empty TwiML at once; replies go out as messages."""
     company = inbound_company(to=_single(request.POST, "To"),

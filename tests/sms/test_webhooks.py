@@ -11,12 +11,14 @@ import kombu.exceptions
 import pytest
 from django.core.cache import cache
 from django.test import Client as HttpClient
+from django.views.debug import SafeExceptionReporterFilter
 from pytest_django.fixtures import Settings
 
 from blink.models import AuditEvent
 from clients.models import Company
 from sms.models import Message, OptOut
 from sms.services import sms_send
+from sms.webhooks import twilio_inbound
 from tests.fakes.twilio import FakeTwilio
 from tests.sms.conftest import (
     BLINK_NUMBER,
@@ -327,3 +329,12 @@ def test_with_the_broker_down_a_text_gets_503_and_leaves_nothing(
     assert Message.objects.filter(direction=Message.Direction.INBOUND).count() == 1
     [reply] = twilio_webhooks.messages_to(USER_PHONE)
     assert "back on" in reply.body
+
+
+def test_error_reports_hide_the_text_of_an_inbound_sms(rf: Any, company: Company) -> None:
+    """A text may carry a PIN ("RESET 1234"): Django's error reports must not show it."""
+    request = rf.post("/sms/twilio/inbound", {"Body": "RESET 4829", "From": "+14155550123"})
+    twilio_inbound(request)  # refused (unsigned); what matters is what a report would show
+
+    cleaned = SafeExceptionReporterFilter().get_post_parameters(request)
+    assert cleaned["Body"] != "RESET 4829" and cleaned["From"] == "+14155550123"
