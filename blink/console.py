@@ -495,8 +495,8 @@ def reset_progress(reset: ResetRequest) -> ResetProgress:
             "Blink is setting a new temporary password in the directory.", "", finished=False,
             step=1)
     if reset.status == ResetRequest.Status.FAILED:
-        told = Message.objects.filter(blink_user=blink_user, kind=f"{reset.kind}_failed",
-                                      created_at__gte=reset.created_at).exists()
+        told = reset.message is not None and reset.message.status not in (
+            Message.Status.FAILED, Message.Status.UNDELIVERED)
         support = blink_user.client.company.support_email or "your IT support"
         detail = (f"Blink texted {name} that it could not do it and to contact {support}."
                   if told else f"Nothing was texted to {name}.")

@@ -44,7 +44,7 @@ from directory.encryption import SecretsUnreadable, secrets_decrypt, secrets_enc
 from directory.models import Connection, Entry
 from directory.passwords import temporary_password
 from directory.selectors import password_connection
-from sms.models import Message
+from sms.models import Message, OptOut
 from sms.services import message_queue, sms_send, traceback_redacted
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 PUBLISH_ERRORS: tuple[type[BaseException], ...] = (
     kombu.exceptions.OperationalError, redis.exceptions.RedisError, OSError,
 )
+STOPPED_REASON = ("This user's phone texted STOP to the Blink number, so Blink cannot text "
+                  "them a password or the result. They must text START first.")
 SUPERSEDED_REASON = ("No worker carried this out in time, and a newer request replaced it. "
                      "Check that the directory's worker is running.")
 EXPIRED_REASON = ("No worker carried this out within an hour, so Blink dropped it. Check "
@@ -105,7 +107,8 @@ def _under_way(request: ResetRequest, now: datetime) -> bool:
 
 
 def reset_request_create(
-    *, blink_user: BlinkUser, actor: Actor, channel: str, kind: str = ResetRequest.Kind.RESET
+    *, blink_user: BlinkUser, actor: Actor, channel: str, kind: str = ResetRequest.Kind.RESET,
+    opted_out: bool | None = None,
 ) -> ResetRequest:
     """Record a reset (or unlock) for an Active Blink user and queue it on the directory's
     worker queue once the transaction commits.
@@ -114,13 +117,19 @@ def reset_request_create(
     second one (a double click or a repeated text must not make two passwords). When the
     task cannot be published the request is recorded failed and the broker's error is
     raised (``PUBLISH_ERRORS``) to the caller, which should say so. ``ResetRefused`` is
-    raised before anything is written.
+    raised before anything is written: for a user who cannot be reset, and for one whose
+    phone texted STOP (a password nobody can be told would only lock them out).
+    ``opted_out``: whether the user's phone texted STOP, when the caller already looked.
     """
     if not blink_user.is_active():
         raise ResetRefused("Only Active Blink users can be reset: this user has not "
                            "finished activation.")
     if blink_user.client.is_archived():
         raise ResetRefused("This client is archived; restore it to reset its users.")
+    if opted_out is None:
+        opted_out = OptOut.objects.filter(phone=blink_user.phone).exists()
+    if opted_out:
+        raise ResetRefused(STOPPED_REASON)
     try:
         connection = _queue_for(blink_user)
     except DirectoryError as error:
@@ -272,10 +281,6 @@ def _finish_failed(request: ResetRequest, reason: str) -> None:
     blink_user = request.blink_user
     company = blink_user.client.company
     with transaction.atomic():
-        ResetRequest.objects.filter(pk=request.pk).update(
-            status=ResetRequest.Status.FAILED, reason=reason[:500], sealed_password="",
-            finished_at=timezone.now(),
-        )
         audit_record(company=company, client=blink_user.client,
                      actor=Actor(label=request.requested_label, ip=request.ip_address),
                      action=f"{request.kind}.run", target=blink_user.username,
@@ -284,10 +289,15 @@ def _finish_failed(request: ResetRequest, reason: str) -> None:
         contact = company.support_email or "your IT support"
         what = "reset your password" if request.kind == ResetRequest.Kind.RESET else \
             "unlock your account"
-        sms_send(company=company, phone=blink_user.phone, blink_user=blink_user,
-                 kind=f"{request.kind}_failed",
-                 text=f"Blink could not {what} just now. Please contact {contact}.",
-                 deliver_here=True)
+        message = sms_send(company=company, phone=blink_user.phone, blink_user=blink_user,
+                           kind=f"{request.kind}_failed",
+                           text=f"Blink could not {what} just now. Please contact {contact}.",
+                           deliver_here=True)
+        # The text that tells the user, so the console can say whether it reached them.
+        ResetRequest.objects.filter(pk=request.pk).update(
+            status=ResetRequest.Status.FAILED, reason=reason[:500], sealed_password="",
+            message=message, finished_at=timezone.now(),
+        )
     log.warning("%s request %s failed: %s", request.kind, request.pk, reason)
 
 

@@ -205,17 +205,15 @@ def _refuse(blink_user: BlinkUser, action: str, reason: str, **detail: str) -> A
                         detail={"channel": "sms", "reason": reason, **detail})
 
 
-def _why_not(blink_user: BlinkUser, *, opted_out: bool | None = None) -> str:
+def _why_not(blink_user: BlinkUser, *, opted_out: bool) -> str:
     """Why this user cannot reset by SMS now, or "" when they can (PIN and caps aside).
-    ``opted_out``: whether the user's phone texted STOP, when the caller already looked."""
+    ``opted_out``: whether the user's phone texted STOP."""
     if blink_user.status == BlinkUser.Status.LEFT_DIRECTORY:
         return "the account is no longer in the directory"
     if not blink_user.is_active():
         return "the user has not finished activation"
     if blink_user.client.is_archived():
         return "the client is archived"
-    if opted_out is None:
-        opted_out = OptOut.objects.filter(phone=blink_user.phone).exists()
     if opted_out:
         # Nothing can reach the phone, so a new password would only lock the user out.
         return "the number texted STOP, so Blink cannot text it; it must text START first"
@@ -298,6 +296,8 @@ def self_service_request(*, blink_user: BlinkUser, kind: str, pin: str, phone: s
     Returns the rows written (see ``Handler``).
     """
     action = f"{kind}.request"
+    if opted_out is None:
+        opted_out = OptOut.objects.filter(phone=blink_user.phone).exists()
     reason = _why_not(blink_user, opted_out=opted_out)
     if reason:
         return [_refuse(blink_user, action, reason)]
@@ -315,7 +315,8 @@ def self_service_request(*, blink_user: BlinkUser, kind: str, pin: str, phone: s
     asked_at = timezone.now()
     try:
         request = reset_request_create(blink_user=blink_user, actor=_sms_actor(blink_user),
-                                       channel=ResetRequest.Channel.SMS, kind=kind)
+                                       channel=ResetRequest.Channel.SMS, kind=kind,
+                                       opted_out=opted_out)
     except (ResetRefused, DirectoryError) as refused:
         return [_refuse(blink_user, action, refused.message)]
     # A request already under way is returned rather than a second one made: that one

@@ -9,6 +9,7 @@ import logging
 import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from unittest import mock
 
 import pytest
 from django.test import Client as Browser
@@ -21,7 +22,7 @@ from clients.models import Client
 from directory.demo import POLICY, DemoDirectory
 from directory.models import Connection, Entry
 from directory.services import connection_save
-from sms.models import Message
+from sms.models import Message, OptOut
 
 PHONE = "+14155550166"
 SUPPORT = "help@acme-it.example"
@@ -237,6 +238,20 @@ def test_an_archived_client_is_refused(login, owner, ava, django_capture_on_comm
     assert response.status_code == 409
     assert "archived" in response.content.decode()
     assert not ResetRequest.objects.exists()
+
+
+def test_a_user_whose_phone_texted_stop_is_refused_and_keeps_their_password(
+    login, owner, ava, demo, sms_outbox, django_capture_on_commit_callbacks
+):
+    OptOut.objects.create(phone=ava.phone)
+    with mock.patch.object(DemoDirectory, "reset_password") as directory_reset:
+        response = ask(login(owner), ava, "reset-password", django_capture_on_commit_callbacks)
+
+    assert response.status_code == 409
+    page = response.content.decode()
+    assert "texted STOP" in page and "START" in page
+    directory_reset.assert_not_called()
+    assert not ResetRequest.objects.exists() and sms_outbox == []
 
 
 def test_a_user_whose_password_lives_in_a_missing_ad_connection_is_refused_not_a_500(
