@@ -5,11 +5,18 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import kombu.exceptions
+import redis.exceptions
 from celery import Celery, Task
 from celery.signals import task_postrun, task_prerun, worker_init
 from django.db import close_old_connections
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "blink.settings")
+
+# Raised by Celery and the Redis client when a task cannot be published (the broker is down).
+PUBLISH_ERRORS: tuple[type[BaseException], ...] = (
+    kombu.exceptions.OperationalError, redis.exceptions.RedisError, OSError,
+)
 
 app = Celery("blink")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -31,6 +38,13 @@ def _consumed_queues_record(sender: Any, **_: object) -> None:
 def worker_consumes(queue: str) -> bool:
     """Whether this process is a Celery worker that takes tasks from ``queue``."""
     return queue in _consumed_queues
+
+
+def runs_here(queue: str) -> bool:
+    """Whether a task for ``queue`` may be run in this process instead of published: it is
+    a worker that takes tasks from that queue (so it can reach what they need) and runs
+    them for real, not eagerly."""
+    return worker_consumes(queue) and not app.conf.task_always_eager
 
 
 @task_prerun.connect

@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from blink import tree
 from blink.audit import Actor
+from blink.celery import PUBLISH_ERRORS
 from blink.forms_console import PHONE_UNAVAILABLE, BlinkUserEditForm, BlinkUserFilterForm
 from blink.invitations import (
     PhoneUnavailable,
@@ -31,7 +32,7 @@ from blink.invitations import (
     blink_user_update,
 )
 from blink.models import BlinkUser, ResetRequest
-from blink.resets import PUBLISH_ERRORS, ResetRefused, reset_request_create
+from blink.resets import ResetRefused, reset_request_create
 from clients.models import Client
 from clients.permissions import ConsoleRequest, console_view
 from sms.models import Message

@@ -28,8 +28,6 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-import kombu.exceptions
-import redis.exceptions
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
@@ -37,6 +35,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from blink.audit import Actor, audit_record
+from blink.celery import PUBLISH_ERRORS, runs_here
 from blink.models import AuditEvent, BlinkUser, ResetRequest
 from directory.backends import directory_for
 from directory.base import DirectoryError
@@ -49,10 +48,6 @@ from sms.services import message_queue, sms_send, traceback_redacted
 
 log = logging.getLogger(__name__)
 
-# Raised by Celery and the Redis client when a task cannot be published (the broker is down).
-PUBLISH_ERRORS: tuple[type[BaseException], ...] = (
-    kombu.exceptions.OperationalError, redis.exceptions.RedisError, OSError,
-)
 STOPPED_REASON = ("This user's phone texted STOP to the Blink number, so Blink cannot text "
                   "them a password or the result. They must text START first.")
 SUPERSEDED_REASON = ("No worker carried this out in time, and a newer request replaced it. "
@@ -177,14 +172,6 @@ def _request_record(*, blink_user: BlinkUser, actor: Actor, channel: str, kind: 
     return request
 
 
-def _runs_here(queue: str) -> bool:
-    """Whether this process is a worker that takes tasks from ``queue`` and runs them for
-    real (not eagerly): the directory the queue is for is within its reach."""
-    from blink.celery import app, worker_consumes
-
-    return worker_consumes(queue) and not app.conf.task_always_eager
-
-
 def _publish(request: ResetRequest, *, queue: str) -> None:
     """Queue the request's task on ``queue``. A worker that serves that queue itself (a
     texted RESET, handled on the ``sms`` worker of a cloud directory) makes the first run
@@ -193,7 +180,7 @@ def _publish(request: ResetRequest, *, queue: str) -> None:
     finds it done and stops."""
     from blink.tasks import reset_run as task
 
-    here = _runs_here(queue)
+    here = runs_here(queue)
     try:
         if here:
             task.apply_async((request.pk,), queue=queue,

@@ -65,7 +65,7 @@ def company_settings_update(
     company.save()
     from sms.inbound import inbound_company_forget
 
-    inbound_company_forget()
+    transaction.on_commit(inbound_company_forget)
     changed = changes_between(before, _snapshot(company, COMPANY_FIELDS))
     if changed:
         audit_record(company=company, actor=actor, action="company.update", target=company.name,

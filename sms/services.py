@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 from phonenumber_field.phonenumber import PhoneNumber
 
+from blink.celery import runs_here
 from blink.models import BlinkUser, phone_mask
 from clients.models import Company
 from directory.encryption import secrets_decrypt, secrets_encrypt
@@ -90,7 +91,7 @@ def sms_send(
         message.sealed_body = secrets_encrypt({"body": full_text})
     message.save()
     log.info("sms %s (%s) queued for %s", message.pk, kind, phone_mask(str(phone)))
-    if deliver_here and _delivers_in_process():
+    if deliver_here and runs_here(SMS_QUEUE):  # a worker that holds Twilio's credentials
         transaction.on_commit(lambda: _deliver_here(message, redact=(full_text, secret)))
     else:
         message_queue(message_id=message.pk)
@@ -101,14 +102,6 @@ def message_queue(*, message_id: int) -> None:
     """Queue the send task for a recorded outbound message once the transaction commits
     (at once outside one)."""
     transaction.on_commit(lambda: _queue(message_id))
-
-
-def _delivers_in_process() -> bool:
-    """Whether this process is a worker that serves the ``sms`` queue (so it holds the
-    provider's credentials) and runs tasks for real, not eagerly."""
-    from blink.celery import app, worker_consumes
-
-    return worker_consumes(SMS_QUEUE) and not app.conf.task_always_eager
 
 
 def _queue(message_id: int, **options: Any) -> None:

@@ -6,7 +6,7 @@ import logging
 
 from celery import Task, shared_task
 
-from sms.services import message_deliver, retry_countdown
+from sms.services import SMS_QUEUE, message_deliver, retry_countdown
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def message_send(self: Task, message_id: int) -> None:
         if not self.request.is_eager:
             countdown = retry_countdown(retries)
             log.info("sms %s will be tried again in %.0f s", message_id, countdown)
-            raise self.retry(countdown=countdown, queue="sms")
+            raise self.retry(countdown=countdown, queue=SMS_QUEUE)
         # Without a broker (the trial, tests) there is no "later": try again now, in-process,
         # rather than raise Celery's Retry into whoever queued the message.
         retries += 1

@@ -13,6 +13,7 @@ from unittest import mock
 import kombu.exceptions
 import pytest
 from django.db import connection
+from django.test import Client as HttpClient
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from pytest_django.fixtures import Settings
@@ -30,7 +31,15 @@ from sms.inbound import (
 )
 from sms.models import Message
 from sms.services import REDACTED
-from tests.sms.conftest import BLINK_NUMBER, STRANGER_PHONE, USER_PHONE, Queued, receive
+from tests.fakes.twilio import FakeTwilio
+from tests.sms.conftest import (
+    BLINK_NUMBER,
+    STRANGER_PHONE,
+    USER_PHONE,
+    Queued,
+    receive,
+    text_blink,
+)
 
 OUTAGE = kombu.exceptions.OperationalError("Error 111 connecting to redis:6379.")
 PIN_TEXT = "RESET 482913"
@@ -91,14 +100,17 @@ def test_the_webhook_asks_the_database_nothing_once_it_knows_the_company(
     assert counts == [0, 0]
 
 
-def test_a_changed_number_is_seen_at_once(numbered: Company) -> None:
+def test_a_changed_number_is_seen_at_once(
+    numbered: Company, django_capture_on_commit_callbacks: Any
+) -> None:
     assert inbound_company(to=BLINK_NUMBER) == numbered
 
-    company_settings_update(company=numbered, actor=SYSTEM, name=numbered.name,
-                            support_email=numbered.support_email,
-                            site_url=numbered.site_url,
-                            default_country=numbered.default_country,
-                            sms_number="+14155550199")
+    with django_capture_on_commit_callbacks(execute=True):
+        company_settings_update(company=numbered, actor=SYSTEM, name=numbered.name,
+                                support_email=numbered.support_email,
+                                site_url=numbered.site_url,
+                                default_country=numbered.default_country,
+                                sms_number="+14155550199")
 
     assert inbound_company(to=BLINK_NUMBER) is None
     assert inbound_company(to="+14155550199") == numbered
@@ -234,3 +246,24 @@ def test_nothing_after_reset_or_unlock_is_kept_however_the_pin_was_typed(
     assert recorded.sealed_body == ""
     for stored in Message.objects.values_list("body", flat=True):
         assert not any(c in stored for c in "0123456789¹²³⁴"), stored
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refused_webhook_leaves_a_waiting_text_of_the_same_sid_alone(
+    webhook: Callable[..., Queued], blink_user: BlinkUser, twilio_webhooks: FakeTwilio,
+    numbered: Company, client: HttpClient, settings: Settings,
+) -> None:
+    task = webhook("RESET")
+    with mock.patch("sms.tasks.message_send.apply_async", side_effect=OUTAGE), \
+            pytest.raises(kombu.exceptions.OperationalError):
+        receive(task)  # a worker recorded it, then could not queue the reply
+    waiting = inbound()
+    settings.CELERY_TASK_ALWAYS_EAGER = False  # a web process, with workers elsewhere
+
+    # The same MessageSid again while the broker is down.
+    with mock.patch("sms.tasks.inbound_receive.apply_async", side_effect=OUTAGE):
+        response = text_blink(client, twilio_webhooks, numbered, "RESET",
+                              sid=waiting.provider_id)
+
+    assert response.status_code == 503
+    assert inbound().status == "queued"  # still there for inbound_requeue
