@@ -15,7 +15,7 @@ Run from the repository root with PostgreSQL and Redis up:
 
     .venv/bin/python bench/webhook_load.py [--requests 3000] [--concurrency 8]
 
-DATABASE_URL (only its server is used) and REDIS_URL (only its server; database 11 is
+DATABASE_URL (only its server is used) and REDIS_URL (only its server; database 9 is
 used) default to 127.0.0.1.
 """
 
@@ -47,7 +47,7 @@ if str(ROOT) not in sys.path:
 
 TARGET_RPS = 300
 TARGET_P99_MS = 100
-REDIS_DB = 11
+REDIS_DB = 9
 WORKERS = 3  # as the Dockerfile and docker-compose run it
 BLINK_NUMBER = "+14155550100"
 USERS = 5

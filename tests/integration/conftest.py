@@ -36,6 +36,9 @@ from tests.servers import unavailable
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 # Redis databases 0-15 exist by default; 15 is the one the tests may empty.
+# Redis databases, one per user, as each empties its own: 15 the session's worker, 14
+# test_reset_samba, 13 test_sms_reset_samba, 12 test_send_caps_redis, 11 the e2e reset
+# journey; the benchmarks use 9 (webhook_load) and 8 (reset_latency).
 TEST_REDIS_DB = 15
 WORKER_READY_SECONDS = 30
 
@@ -130,7 +133,7 @@ def celery_worker_started(
 ) -> Iterator[CeleryWorker]:
     """``celery -A blink worker`` on Redis database ``redis_db`` and the test database.
 
-    Skips (a failure on CI) without PostgreSQL or Redis. The Redis database is emptied
+    Fails, saying what is missing, without PostgreSQL or Redis. The Redis database is emptied
     before and after. ``env`` adds settings, e.g. ``twilio_worker_env(...)``.
     """
     if connection.vendor != "postgresql" or not os.environ.get("DATABASE_URL"):

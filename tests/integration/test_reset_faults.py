@@ -283,8 +283,6 @@ def test_a_console_reset_runs_on_a_real_worker_and_the_sms_reaches_the_outbox(
     response = browser.post(f"/users/{ava.pk}/reset-password")
     assert response.status_code == 302
     request_id = int(response["Location"].split("/")[3])
-    assert json.loads(browser.get(f"/users/requests/{request_id}/status").content)[
-        "status"] in ("queued", "running", "sending")
 
     progress = _finished(browser, request_id, celery_worker)
 
