@@ -1,12 +1,14 @@
-"""gunicorn's access log without activation tokens.
+"""Logs without activation tokens.
 
-An activation link (/activate/<token>/) stays usable for days, so its path must not
-land in access logs; gunicorn is started with ``--logger-class
-blink.gunicorn_logging.AccessLog``.
+An activation link (/activate/<token>/) stays usable for days, so its path must not land
+in a log: gunicorn is started with ``--logger-class blink.gunicorn_logging.AccessLog``,
+and Blink's own log handler (settings.LOGGING) has ``ActivationTokenFilter``, for the
+lines Django writes itself ("Not Found: /activate/…/", "Internal Server Error: …").
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -30,3 +32,14 @@ class AccessLog(Logger):
             if isinstance(atoms.get(key), str):
                 atoms[key] = path_redacted(atoms[key])
         return atoms
+
+
+class ActivationTokenFilter(logging.Filter):
+    """Blanks activation tokens in a record's message before a handler writes it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = path_redacted(message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import socket
 import subprocess
 import sys
@@ -10,7 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from blink.gunicorn_logging import path_redacted
+from blink.gunicorn_logging import ActivationTokenFilter, path_redacted
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,3 +53,20 @@ def test_gunicorn_access_log_holds_no_token(tmp_path):
     text = log.read_text()
     assert "/activate/…/" in text
     assert token not in text
+
+
+def test_djangos_own_log_lines_hold_no_token(client, db):
+    """Django logs every 404 and 500 with its path: "Not Found: /activate/<token>/"."""
+    [handler] = [h for h in logging.getLogger().handlers
+                 if any(isinstance(f, ActivationTokenFilter) for f in h.filters)]
+    assert isinstance(handler, logging.StreamHandler)
+    written = io.StringIO()
+    previous = handler.setStream(written)
+    try:
+        response = client.get("/activate/Dead-Token_4f9a2c/")
+    finally:
+        handler.setStream(previous)
+
+    assert response.status_code == 404
+    assert "Not Found: /activate/…/" in written.getvalue()
+    assert "Dead-Token_4f9a2c" not in written.getvalue()
