@@ -87,6 +87,16 @@ def _queue_for(blink_user: BlinkUser) -> Connection:
     return password_connection(entry=entry)
 
 
+def _queue_again(blink_user: BlinkUser) -> str:
+    """The queue to hand a recorded request to again: its password connection's, or the
+    user's own connection's when that can no longer be worked out (the run then fails
+    with the reason)."""
+    try:
+        return _queue_for(blink_user).queue
+    except DirectoryError:
+        return blink_user.connection.queue
+
+
 def _stale_after() -> timedelta:
     """How long a running request may look running before it is taken for dead: past
     Celery's hard time limit no run can still be going."""
@@ -241,11 +251,8 @@ def _run_again_when_stale(request_id: int) -> None:
     if request is None or request.started_at is None:
         return
     wait = request.started_at + _stale_after() - timezone.now()
-    try:
-        queue = _queue_for(request.blink_user).queue
-    except DirectoryError:
-        queue = request.blink_user.connection.queue
-    task.apply_async((request_id,), queue=queue, countdown=max(wait.total_seconds(), 0) + 1)
+    task.apply_async((request_id,), queue=_queue_again(request.blink_user),
+                     countdown=max(wait.total_seconds(), 0) + 1)
     log.info("%s request %s is running elsewhere; checking again in %.0f s", request.kind,
              request_id, max(wait.total_seconds(), 0) + 1)
 
@@ -410,11 +417,7 @@ def resets_requeue() -> int:
                 queued_at=now):
             continue  # another sweep took it
         try:
-            queue = _queue_for(request.blink_user).queue
-        except DirectoryError:
-            queue = request.blink_user.connection.queue
-        try:
-            task.apply_async((request.pk,), queue=queue)
+            task.apply_async((request.pk,), queue=_queue_again(request.blink_user))
         except PUBLISH_ERRORS as error:
             log.warning("could not queue %s request %s again: the task broker is "
                         "unavailable (%s)", request.kind, request.pk, type(error).__name__)
