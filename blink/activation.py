@@ -183,12 +183,24 @@ def activation_code_submit(*, blink_user: BlinkUser, code: str,
 
 
 PIN_LENGTHS = range(4, 7)
-PIN_PROOF_MISSING = "Confirm your number with a new code first."
+
+
+class PinProofMissing(ActivationRefused):
+    """The code that proved the phone is gone (used, or from another number): the user
+    must confirm the number again before choosing a PIN."""
+
+    def __init__(self) -> None:
+        super().__init__("Confirm your number with a new code first.")
+
+
+def pin_shaped(pin: str) -> bool:
+    """Whether ``pin`` has a PIN's shape: 4 to 6 ASCII digits."""
+    return len(pin) in PIN_LENGTHS and pin.isascii() and pin.isdigit()
 
 
 def pin_problem(pin: str, *, phone: str = "") -> str:
     """Why ``pin`` cannot be a Blink PIN, as a sentence, or "" when it can."""
-    if not (len(pin) in PIN_LENGTHS and pin.isascii() and pin.isdigit()):
+    if not pin_shaped(pin):
         return "Enter 4 to 6 digits."
     steps = {int(b) - int(a) for a, b in pairwise(pin)}
     if steps in ({0}, {1}, {-1}):
@@ -211,7 +223,7 @@ def activation_pin_submit(*, blink_user: BlinkUser, code_id: int, pin: str,
         used_at__gt=timezone.now() - CODE_LIFETIME,
     ).first()
     if proof is None or not blink_user.pending_phone or proof.phone != blink_user.pending_phone:
-        raise ActivationRefused(PIN_PROOF_MISSING)
+        raise PinProofMissing
     problem = pin_problem(pin, phone=str(blink_user.pending_phone))
     if problem:
         raise ActivationRefused(problem)

@@ -213,12 +213,12 @@ def activation_pin(request: HttpRequest) -> HttpResponse:
                     blink_user=blink_user, code_id=verified, pin=form.cleaned_data["pin"],
                     ip=client_ip(request),
                 )
+            except activation.PinProofMissing:
+                request.session[SESSION_KEY] = {
+                    key: value for key, value in request.session[SESSION_KEY].items()
+                    if key != "verified"}
+                return redirect("activation-code")
             except activation.ActivationRefused as refused:
-                if refused.message == activation.PIN_PROOF_MISSING:
-                    request.session[SESSION_KEY] = {
-                        key: value for key, value in request.session[SESSION_KEY].items()
-                        if key != "verified"}
-                    return redirect("activation-code")
                 form.add_error("pin", refused.message)
             else:
                 return _finished(request, done)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -71,12 +71,19 @@ def verification_code_issue(
     return issued
 
 
-def _wrong_today(blink_user: BlinkUser) -> int:
-    since = timezone.now() - timedelta(hours=24)
-    total = VerificationCode.objects.filter(blink_user=blink_user, created_at__gte=since).aggregate(
-        wrong=Sum("attempts")
-    )["wrong"]
-    return int(total or 0)
+def wrong_try_counted(blink_user: BlinkUser) -> datetime | None:
+    """After a wrong code or PIN was counted (on a code row's ``attempts``): pause the
+    user's self-service when the last 24 hours hold ``WRONG_PER_DAY`` of them. Returns
+    when the pause ends, or None."""
+    now = timezone.now()
+    wrong = VerificationCode.objects.filter(
+        blink_user=blink_user, created_at__gte=now - timedelta(hours=24),
+    ).aggregate(wrong=Sum("attempts"))["wrong"] or 0
+    if wrong < WRONG_PER_DAY:
+        return None
+    until = now + PAUSE
+    BlinkUser.objects.filter(pk=blink_user.pk).update(paused_until=until)
+    return until
 
 
 def verification_code_check(
@@ -106,8 +113,7 @@ def verification_code_check(
                                                   revoked_at=None).update(used_at=now)
         return live if claimed == 1 else None
     VerificationCode.objects.filter(pk=live.pk).update(attempts=F("attempts") + 1)
-    if _wrong_today(blink_user) >= WRONG_PER_DAY:
-        until = now + PAUSE
-        BlinkUser.objects.filter(pk=blink_user.pk).update(paused_until=until)
+    until = wrong_try_counted(blink_user)
+    if until is not None:
         raise SelfServicePaused(until)
     return None

@@ -25,9 +25,9 @@ from django.conf import settings
 from django.contrib.auth.hashers import check_password
 from django.core.cache import cache, caches
 from django.db import IntegrityError, models, transaction
-from django.db.models import Sum
 from django.utils import timezone
 
+from blink.activation import pin_shaped
 from blink.audit import Actor, audit_record
 from blink.celery import PUBLISH_ERRORS
 from blink.models import AuditEvent, BlinkUser, ResetRequest, phone_mask
@@ -36,7 +36,7 @@ from clients.models import Company
 from directory.base import DirectoryError
 from directory.encryption import secrets_decrypt, secrets_encrypt
 from directory.models import Entry
-from sms.codes import PAUSE, WRONG_PER_DAY
+from sms.codes import wrong_try_counted
 from sms.limits import SendLimited, sms_send_allow, window_count
 from sms.models import Message, OptOut, VerificationCode
 from sms.services import REDACTED, SMS_QUEUE, phone_opt_in, phone_opt_out, sms_send
@@ -234,13 +234,7 @@ def _wrong_pin(blink_user: BlinkUser, phone: str) -> list[models.Model]:
         blink_user=blink_user, purpose="sms_pin", phone=phone, code_hash="",
         expires_at=now, attempts=1, revoked_at=now,
     )
-    wrong = VerificationCode.objects.filter(
-        blink_user=blink_user, created_at__gte=now - timedelta(hours=24),
-    ).aggregate(wrong=Sum("attempts"))["wrong"] or 0
-    paused = wrong >= WRONG_PER_DAY
-    if paused:
-        BlinkUser.objects.filter(pk=blink_user.pk).update(paused_until=now + PAUSE)
-    if not paused:
+    if wrong_try_counted(blink_user) is None:
         return [attempt]
     return [attempt, _refuse(blink_user, "self_service.paused",
                              "10 wrong codes or PINs in 24 hours: self-service paused for 24 "
@@ -248,8 +242,8 @@ def _wrong_pin(blink_user: BlinkUser, phone: str) -> list[models.Model]:
 
 
 def _pin_ok(blink_user: BlinkUser, pin: str) -> bool:
-    shaped = 4 <= len(pin) <= 6 and pin.isascii() and pin.isdigit()
-    return shaped and bool(blink_user.pin_hash) and check_password(pin, blink_user.pin_hash)
+    return (pin_shaped(pin) and bool(blink_user.pin_hash)
+            and check_password(pin, blink_user.pin_hash))
 
 
 def _try_again_text(company: Company, retry_after: int) -> str:
