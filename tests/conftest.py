@@ -3,6 +3,7 @@ and an outsider who is the owner of another company."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import pytest
@@ -35,6 +36,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.longrepr = f"Skipped under CI=true, which counts as a failure: {reason}"
+
+
+def password_in(body: str) -> str:
+    """The temporary password in the text Blink sends with it."""
+    match = re.search(r"is:\n(\S+)\n", body)
+    assert match, body
+    return match.group(1)
 
 
 def _user(username: str):

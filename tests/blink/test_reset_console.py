@@ -23,6 +23,7 @@ from directory.demo import POLICY, DemoDirectory
 from directory.models import Connection, Entry
 from directory.services import connection_save
 from sms.models import Message, OptOut
+from tests.conftest import password_in
 
 PHONE = "+14155550166"
 SUPPORT = "help@acme-it.example"
@@ -52,12 +53,6 @@ def make_active(client: Client, connection: Connection, *, protected: bool = Fal
 @pytest.fixture
 def ava(acme_client: Client, demo: Connection) -> BlinkUser:
     return make_active(acme_client, demo)
-
-
-def password_in(body: str) -> str:
-    match = re.search(r"is:\n(\S+)\n", body)
-    assert match, body
-    return match.group(1)
 
 
 class Responses:

@@ -30,7 +30,8 @@ from clients.models import Client
 from directory.demo import DemoDirectory
 from directory.models import Connection
 from sms.backends.locmem import SentSms
-from tests.blink.test_reset_console import make_active, password_in
+from tests.blink.test_reset_console import make_active
+from tests.conftest import password_in
 
 ADMIN = Actor(label="olivia", ip="127.0.0.1")
 

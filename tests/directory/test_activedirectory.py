@@ -103,8 +103,7 @@ def _error(call: Callable[[], object]) -> DirectoryError:
 
 
 def _lock(samba_dc: SambaDC, user: SeededUser, attempts: int = LOCKOUT_THRESHOLD) -> None:
-    for _ in range(attempts):
-        assert samba_dc.try_bind(user.upn, "not-the-password")[0] is False
+    samba_dc.lock_out(user.upn, attempts)
     ok, message = samba_dc.try_bind(user.upn, user.password)
     assert not ok and "data 775" in message, message
 

@@ -16,7 +16,7 @@ from clients.models import Client, Company
 from directory.models import Connection
 from directory.services import directory_sync
 from tests.conftest import PASSWORD
-from tests.integration.conftest import samba_ad_connection
+from tests.fixtures.samba import samba_ad_connection
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -12,20 +12,16 @@ from playwright.sync_api import Page, expect
 from pytest_django.fixtures import Settings
 from pytest_django.live_server_helper import LiveServer
 
-from clients.models import Client
 from directory.models import Connection
-from tests.blink.test_reset_console import password_in
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, password_in
 from tests.fakes.twilio import FakeTwilio
 from tests.fixtures.samba import SambaDC
 from tests.integration.conftest import (
     CeleryWorker,
     active_blink_user,
-    publishing_to,
-    samba_ad_connection,
+    tasks_sent_to,
     twilio_worker_running,
 )
-from tests.integration.test_reset_samba import lock_out
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -48,14 +44,8 @@ def module_worker(
 @pytest.fixture
 def worker(module_worker: CeleryWorker, transactional_db: None, settings: Settings,
            twilio_server: FakeTwilio) -> Iterator[CeleryWorker]:
-    settings.CELERY_TASK_ALWAYS_EAGER = False
-    with publishing_to(module_worker.broker_url):
+    with tasks_sent_to(module_worker, settings):
         yield module_worker
-
-
-@pytest.fixture
-def samba_connection(samba_dc: SambaDC, acme_client: Client) -> Connection:
-    return samba_ad_connection(samba_dc, acme_client)
 
 
 def open_row_action(page: Page, live_server: LiveServer, username: str, action: str) -> None:
@@ -89,7 +79,7 @@ def test_an_admin_unlocks_then_resets_a_password_in_chromium(
     page.get_by_role("button", name="Sign in").click()
 
     # Failed binds lock the account; Unlock lets the old password in again.
-    lock_out(samba_dc, person.upn)
+    samba_dc.lock_out(person.upn)
     assert not samba_dc.try_bind(person.upn, person.password)[0]
     open_row_action(page, live_server, person.username, "Unlock…")
     expect(page.get_by_role("heading", name=f"Unlock {blink_user}'s account?")).to_be_visible()

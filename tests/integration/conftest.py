@@ -25,13 +25,11 @@ import redis
 from django.db import connection
 from pytest_django.fixtures import Settings
 
-from blink.audit import SYSTEM
 from blink.celery import app
 from blink.models import BlinkUser
-from clients.models import Client
 from directory.models import Connection, Entry
-from directory.services import connection_save, directory_sync
-from tests.fixtures.samba import SambaDC, SeededUser
+from directory.services import directory_sync
+from tests.fixtures.samba import SeededUser
 from tests.servers import unavailable
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -79,6 +77,15 @@ def publishing_to(broker_url: str) -> Iterator[None]:
         if outer:
             app.conf.update(outer)
         _producer_pools_reset()
+
+
+@contextmanager
+def tasks_sent_to(worker: CeleryWorker, settings: Settings) -> Iterator[None]:
+    """For one test: this process (and its live server) publishes its tasks to ``worker``
+    instead of running them in-process."""
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    with publishing_to(worker.broker_url):
+        yield
 
 
 @dataclass
@@ -210,8 +217,7 @@ def celery_worker(
 
     The worker sees only committed rows, hence ``transactional_db``.
     """
-    settings.CELERY_TASK_ALWAYS_EAGER = False
-    with publishing_to(celery_worker_process.broker_url):
+    with tasks_sent_to(celery_worker_process, settings):
         yield celery_worker_process
 
 
@@ -235,17 +241,6 @@ def twilio_worker_running(fake: Any, *, redis_db: int, log_dir: Path,
     with celery_worker_started(redis_db=redis_db, name=name, log_dir=log_dir,
                                env=twilio_worker_env(fake)) as worker:
         yield worker
-
-
-def samba_ad_connection(samba_dc: SambaDC, client: Client) -> Connection:
-    """``client``'s Active Directory connection to the Samba DC fixture, as Blink's
-    service account (not synced)."""
-    return connection_save(
-        client=client, actor=SYSTEM, kind="active_directory",
-        parameters={"url": samba_dc.url, "bind_user": samba_dc.service_upn,
-                    "base_dn": samba_dc.base_dn, "ca_pem": samba_dc.ca_pem},
-        secrets={"bind_password": samba_dc.service_password},
-    )
 
 
 def active_blink_user(connection: Connection, person: SeededUser, phone: str) -> BlinkUser:

@@ -30,7 +30,8 @@ from directory.encryption import secrets_encrypt
 from directory.models import Connection
 from directory.services import connection_save
 from sms.models import Message, OutboxSms
-from tests.blink.test_reset_console import make_active, password_in
+from tests.blink.test_reset_console import make_active
+from tests.conftest import password_in
 from tests.integration.conftest import CeleryWorker, publishing_to
 from tests.sms.conftest import BLINK_NUMBER
 

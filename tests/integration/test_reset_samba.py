@@ -16,17 +16,15 @@ from pytest_django.fixtures import Settings
 
 from blink.models import AuditEvent, BlinkUser, ResetRequest
 from blink.tasks import lockouts_poll
-from clients.models import Client
 from directory.models import Connection
 from sms.models import Message
-from tests.blink.test_reset_console import password_in
+from tests.conftest import password_in
 from tests.fakes.twilio import FakeTwilio
-from tests.fixtures.samba import LOCKOUT_THRESHOLD, SambaDC
+from tests.fixtures.samba import SambaDC
 from tests.integration.conftest import (
     CeleryWorker,
     active_blink_user,
-    publishing_to,
-    samba_ad_connection,
+    tasks_sent_to,
     twilio_worker_running,
 )
 
@@ -56,8 +54,7 @@ def module_worker(
 def worker(module_worker: CeleryWorker, transactional_db: None, settings: Settings,
            twilio_server: FakeTwilio) -> Iterator[CeleryWorker]:
     """The worker, with this process (and its live server) publishing to it."""
-    settings.CELERY_TASK_ALWAYS_EAGER = False
-    with publishing_to(module_worker.broker_url):
+    with tasks_sent_to(module_worker, settings):
         yield module_worker
 
 
@@ -65,10 +62,12 @@ def worker(module_worker: CeleryWorker, transactional_db: None, settings: Settin
 
 
 @pytest.fixture
-def samba_connection(samba_dc: SambaDC, acme_client: Client) -> Connection:
-    acme_client.company.support_email = SUPPORT
-    acme_client.company.save()
-    return samba_ad_connection(samba_dc, acme_client)
+def samba_connection(samba_connection: Connection) -> Connection:
+    """The Samba-backed connection, for a company with a support address."""
+    company = samba_connection.client.company
+    company.support_email = SUPPORT
+    company.save()
+    return samba_connection
 
 
 def finished(browser: Browser, request_id: int, worker: CeleryWorker) -> dict[str, object]:
@@ -83,12 +82,6 @@ def finished(browser: Browser, request_id: int, worker: CeleryWorker) -> dict[st
         time.sleep(0.25)
     pytest.fail(f"Request {request_id} did not finish in {WAIT_SECONDS} s. Worker log:\n"
                 f"{worker.log()}")
-
-
-def lock_out(samba_dc: SambaDC, upn: str) -> None:
-    for attempt in range(LOCKOUT_THRESHOLD):
-        ok, _ = samba_dc.try_bind(upn, f"Wrong-Password-{attempt}!")
-        assert not ok
 
 
 def post(browser: Browser, blink_user: BlinkUser, action: str) -> int:
@@ -128,7 +121,7 @@ def test_unlock_after_failed_binds_lets_the_old_password_in(
 ) -> None:
     person = samba_user()
     blink_user = active_blink_user(samba_connection, person, PHONE)
-    lock_out(samba_dc, person.upn)
+    samba_dc.lock_out(person.upn)
     ok, message = samba_dc.try_bind(person.upn, person.password)
     assert not ok and "data 775" in message, message  # locked
 
@@ -203,7 +196,7 @@ def test_lockout_polls_keep_the_connection_the_next_reset_uses(
     """Polls every minute must not cost every reset a new TLS connection and bind."""
     person = samba_user()
     blink_user = active_blink_user(samba_connection, person, PHONE)
-    lock_out(samba_dc, person.upn)
+    samba_dc.lock_out(person.upn)
     log_before = len(worker.log())
 
     for _ in range(2):

@@ -16,17 +16,16 @@ from pytest_django.fixtures import Settings
 
 from blink.lockouts import lockouts_poll, lockouts_poll_all
 from blink.models import AuditEvent, LockoutNotice, ResetRequest
-from clients.models import Client, Company
+from clients.models import Company
 from directory.models import Connection
 from sms.inbound import neutral_reply
 from sms.models import Message
 from tests.fakes.twilio import FakeTwilio
-from tests.fixtures.samba import LOCKOUT_THRESHOLD, SambaDC, SeededUser
+from tests.fixtures.samba import SambaDC, SeededUser
 from tests.integration.conftest import (
     CeleryWorker,
     active_blink_user,
-    publishing_to,
-    samba_ad_connection,
+    tasks_sent_to,
     twilio_worker_running,
 )
 from tests.sms.conftest import BLINK_NUMBER, text_blink
@@ -54,8 +53,7 @@ def sms_worker(samba_dc: SambaDC, django_db_setup: None, twilio_service: FakeTwi
 def worker(sms_worker: CeleryWorker, transactional_db: None, settings: Settings,
            twilio_backend: FakeTwilio) -> Iterator[CeleryWorker]:
     """The worker, with this process publishing to it and checking Twilio's signatures."""
-    settings.CELERY_TASK_ALWAYS_EAGER = False
-    with publishing_to(sms_worker.broker_url):
+    with tasks_sent_to(sms_worker, settings):
         yield sms_worker
 
 
@@ -64,11 +62,6 @@ def numbered(company: Company) -> Company:
     company.sms_number = BLINK_NUMBER
     company.save()
     return company
-
-
-@pytest.fixture
-def samba_connection(samba_dc: SambaDC, acme_client: Client) -> Connection:
-    return samba_ad_connection(samba_dc, acme_client)
 
 
 def texts_waited(twilio: FakeTwilio, worker: CeleryWorker, count: int,
@@ -116,8 +109,7 @@ def test_a_locked_out_user_is_told_within_one_poll_and_unlocks_by_text(
 ) -> None:
     person = samba_user()
     blink_user = active_blink_user(samba_connection, person, PHONE)
-    for attempt in range(LOCKOUT_THRESHOLD):
-        assert not samba_dc.try_bind(person.upn, f"Wrong-Password-{attempt}!")[0]
+    samba_dc.lock_out(person.upn)
     ok, message = samba_dc.try_bind(person.upn, person.password)
     assert not ok and "data 775" in message, message  # locked
 

@@ -27,6 +27,7 @@ from directory.models import Connection, Entry
 from sms.inbound import neutral_reply
 from sms.limits import PER_USER
 from sms.models import Message, OptOut, VerificationCode
+from tests.conftest import password_in
 from tests.fakes.twilio import FakeTwilio
 from tests.servers import unavailable
 from tests.sms.conftest import STRANGER_PHONE, USER_PHONE, text_blink
@@ -77,12 +78,6 @@ def bodies(fake: FakeTwilio, phone: str = USER_PHONE) -> list[str]:
     return [m.body for m in fake.messages_to(phone)]
 
 
-def password_from(body: str) -> str:
-    match = re.search(r"is:\n(\S+)\n", body)
-    assert match, body
-    return match.group(1)
-
-
 def assert_kept_nowhere(secret: str, caplog: pytest.LogCaptureFixture) -> None:
     """SECURITY.md case 14: no stored message, audit event, request or log line holds it."""
     assert len(secret) >= 4
@@ -115,7 +110,7 @@ def test_reset_by_sms_texts_a_password_that_must_be_changed(
     neutral, password_text = bodies(twilio_webhooks)
     assert neutral == neutral_reply(numbered)
     assert password_text.startswith(f"Your temporary password for {alex.username} is:")
-    password = password_from(password_text)
+    password = password_in(password_text)
     assert DemoDirectory(demo.pk).sign_in(alex.object_id, password) == "must_change"
     assert_kept_nowhere(password, caplog)
     events = AuditEvent.objects.filter(target_label=alex.username).order_by("id")

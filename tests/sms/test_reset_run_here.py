@@ -26,7 +26,8 @@ from directory.models import Connection
 from sms.inbound import neutral_reply
 from sms.models import Message
 from sms.tasks import message_send
-from tests.blink.test_reset_console import make_active, password_in
+from tests.blink.test_reset_console import make_active
+from tests.conftest import password_in
 from tests.fakes.twilio import FakeTwilio
 from tests.sms.conftest import CENTRAL_QUEUES, USER_PHONE, Queued, receive
 
