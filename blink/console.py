@@ -531,7 +531,8 @@ STEP_MARKS = {"done": "✓", "current": "…", "failed": "✗", "todo": ""}
 
 
 def reset_steps(progress: ResetProgress, kind: str) -> list[dict[str, str]]:
-    """The three steps as the status page first shows them (reset_status.js redraws them)."""
+    """The three steps, as the status page shows them and its JSON sends them for
+    reset_status.js to redraw."""
     labels = ["Queued", "Unlocking" if kind == ResetRequest.Kind.UNLOCK else "Resetting",
               "Sent"]
     steps = []
@@ -576,7 +577,10 @@ def reset_request_page(request: ConsoleRequest, request_id: int) -> HttpResponse
 @require_GET
 @console_view()
 def reset_request_status(request: ConsoleRequest, request_id: int) -> JsonResponse:
-    """The status page's JSON: status, label, detail, reason and finished."""
-    response = JsonResponse(asdict(reset_progress(_reset_request(request, request_id))))
+    """The status page's JSON: status, label, detail, reason, finished, and the steps as
+    the page draws them."""
+    reset = _reset_request(request, request_id)
+    progress = reset_progress(reset)
+    response = JsonResponse({**asdict(progress), "steps": reset_steps(progress, reset.kind)})
     response["Cache-Control"] = "no-store"
     return response

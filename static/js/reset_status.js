@@ -8,17 +8,7 @@
   const url = box.dataset.statusUrl;
   const field = (name) => document.querySelector(`[data-field="${name}"]`);
   const steps = Array.from(box.querySelectorAll("ol.steps > li"));
-  // The same marks as blink.console.STEP_MARKS.
-  const MARKS = { done: "\u2713", current: "\u2026", failed: "\u2717", todo: "" };
   const POLL_MS = 1000;
-
-  function stepState(index, progress) {
-    if (index < progress.step || (index === progress.step && progress.status === "sent")) {
-      return "done";
-    }
-    if (index === progress.step) return progress.status === "failed" ? "failed" : "current";
-    return "todo";
-  }
 
   function show(progress) {
     const label = field("label");
@@ -33,9 +23,9 @@
     const again = field("again");
     if (again) again.hidden = progress.status !== "failed";
     steps.forEach((step, index) => {
-      const state = stepState(index, progress);
+      const { state, mark } = progress.steps[index]; // drawn by blink.console.reset_steps
       step.dataset.state = state;
-      step.querySelector("[data-mark]").textContent = MARKS[state];
+      step.querySelector("[data-mark]").textContent = mark;
       if (state === "current") step.setAttribute("aria-current", "step");
       else step.removeAttribute("aria-current");
     });

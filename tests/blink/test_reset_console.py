@@ -131,6 +131,8 @@ def test_reset_password_from_the_console_texts_a_working_password_no_one_else_se
         "status": "sent", "label": "Sent", "reason": "", "finished": True, "step": 2,
         "detail": f"The password was reset and texted to •••• 0166. {ava} must choose a new "
                   "one at the next Windows sign-in.",
+        "steps": [{"label": label, "state": "done", "mark": "✓"}
+                  for label in ("Queued", "Resetting", "Sent")],
     }
 
     [sms] = sms_outbox
@@ -348,7 +350,10 @@ def test_the_status_moves_from_queued_to_sent(
     page = browser.get(f"/users/requests/{pk}/").content.decode()
     assert status_json(browser, pk) == {
         "status": "queued", "label": "Queued", "reason": "", "finished": False, "step": 0,
-        "detail": "Waiting for a Blink worker to pick it up."}
+        "detail": "Waiting for a Blink worker to pick it up.",
+        "steps": [{"label": "Queued", "state": "current", "mark": "…"},
+                  {"label": "Resetting", "state": "todo", "mark": ""},
+                  {"label": "Sent", "state": "todo", "mark": ""}]}
     # Without JavaScript the page reloads itself; with it, reset_status.js polls the JSON.
     assert '<noscript><meta http-equiv="refresh" content="3">' in page
     assert steps(page) == [("current", "Queued", "…"), ("todo", "Resetting", ""),
@@ -361,6 +366,7 @@ def test_the_status_moves_from_queued_to_sent(
     progress = status_json(browser, pk)
     assert (progress["status"], progress["label"], progress["finished"]) == (
         "running", "Resetting", False)
+    assert [step["state"] for step in progress["steps"]] == ["done", "current", "todo"]
 
     ResetRequest.objects.filter(pk=pk).update(status="queued", started_at=None)
     with django_capture_on_commit_callbacks(execute=False) as sms_callbacks:
