@@ -366,6 +366,7 @@ def test_the_status_moves_from_queued_to_sent(
     progress = status_json(browser, pk)
     assert (progress["status"], progress["label"], progress["finished"]) == (
         "running", "Resetting", False)
+    assert isinstance(progress["steps"], list)
     assert [step["state"] for step in progress["steps"]] == ["done", "current", "todo"]
 
     ResetRequest.objects.filter(pk=pk).update(status="queued", started_at=None)
