@@ -567,6 +567,14 @@ def _bind_error(result: dict[str, Any], settings: ADSettings) -> DirectoryError:
     )
 
 
+def _user_not_found(object_id: object) -> DirectoryError:
+    return DirectoryError(
+        f"No user with id {str(object_id)[:64]!r} is in this directory's scope (it may have "
+        "been deleted or moved out of the configured OUs).",
+        permanent=True, code="not_found",
+    )
+
+
 def _result_error(result: dict[str, Any], settings: ADSettings, action: str) -> DirectoryError:
     """An LDAP operation's failure as a sentence; ``action`` says what Blink tried."""
     code = result.get("result")
@@ -692,13 +700,8 @@ class ActiveDirectory:
     def _user_entry(self, object_id: str, attributes: Iterable[str] = ()) -> dict[str, Any]:
         """The user with this objectGUID inside the connection's scope, or not_found."""
         guid = _guid(object_id) if isinstance(object_id, str) else None
-        not_found = DirectoryError(
-            f"No user with id {str(object_id)[:64]!r} is in this directory's scope (it may "
-            "have been deleted or moved out of the configured OUs).",
-            permanent=True, code="not_found",
-        )
         if guid is None:
-            raise not_found
+            raise _user_not_found(object_id)
         search_filter = f"(&{USER_FILTER}(objectGUID={escape_bytes(guid.bytes_le)}))"
         for scope_dn in self._scopes():
             try:
@@ -710,7 +713,7 @@ class ActiveDirectory:
                 entries = []
             if entries:
                 return entries[0]
-        raise not_found
+        raise _user_not_found(object_id)
 
     def _in_scope(self, dn: str) -> bool:
         """Whether ``dn`` is one of the scope DNs or under one."""
@@ -747,11 +750,7 @@ class ActiveDirectory:
         found = self._search(entry["dn"], USER_FILTER, wanted, scope=BASE, paged=False,
                              action="read the user")
         if not found:
-            raise DirectoryError(
-                f"No user with id {str(object_id)[:64]!r} is in this directory's scope (it "
-                "may have been deleted or moved out of the configured OUs).",
-                permanent=True, code="not_found",
-            )
+            raise _user_not_found(object_id)
         return found[0]
 
     def _protected_groups(self, dn: str) -> list[str]:

@@ -264,9 +264,10 @@ def _limited(blink_user: BlinkUser, kind: str, limited: SendLimited) -> list[mod
         first = False
     company = blink_user.client.company
     if first:
+        # _why_not has just found the phone not opted out.
         written.append(sms_send(company=company, phone=blink_user.phone, blink_user=blink_user,
-                                kind="limited", text=_try_again_text(company,
-                                                                     limited.retry_after)))
+                                kind="limited", opted_out=False,
+                                text=_try_again_text(company, limited.retry_after)))
     written.append(_refuse(
         blink_user, f"{kind}.request", "too many SMS for this user or phone (send cap)",
         retry_after=str(limited.retry_after), told="yes" if first else "already told",
