@@ -398,11 +398,6 @@ def inbound_queue(
         task.apply_async((company.pk, blink_number, provider_id, sealed), queue=SMS_QUEUE,
                          argsrepr="(sealed)", kwargsrepr="{}")  # type: ignore[call-arg]
     except PUBLISH_ERRORS as error:
-        if task.app.conf.task_always_eager:
-            # Run in-process (the trial, tests), the task recorded the text before a reply
-            # failed to queue; nothing is kept. (A worker's text waits for inbound_requeue.)
-            Message.objects.filter(provider_id=provider_id,
-                                   status=Message.Status.QUEUED).delete()
         log.warning("sms from %s not queued: the task broker is unavailable (%s)",
                     phone_mask(phone), type(error).__name__)
         raise InboundUnavailable(provider_id) from error

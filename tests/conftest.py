@@ -4,9 +4,10 @@ and an outsider who is the owner of another company."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
+import redis
 from django.contrib.auth import get_user_model
 from django.test import Client as HttpClient
 
@@ -17,7 +18,8 @@ from directory.demo import demo_directory_seed
 from directory.models import Connection
 from directory.services import connection_save, directory_sync
 from sms.backends.locmem import SentSms
-from tests.servers import ON_CI
+from tests.broker import BROKER_REDIS_DB, Broker, broker_url
+from tests.servers import ON_CI, unavailable
 
 pytest_plugins = ["tests.fixtures.samba", "tests.fixtures.graph", "tests.fixtures.smtp",
                   "tests.fixtures.twilio"]
@@ -148,3 +150,17 @@ def demo_connection(acme_client: Client) -> Connection:
     demo_directory_seed(connection)
     directory_sync(connection_id=connection.pk, claimed=True)
     return connection
+
+
+@pytest.fixture
+def broker() -> Iterator[Broker]:
+    """An empty Redis broker no worker consumes: ``with broker.publishing():`` sends the
+    block's tasks there, for the test to read (``queued``) or run (``run``)."""
+    url = broker_url(BROKER_REDIS_DB)
+    found = Broker(url)
+    try:
+        found.empty()
+    except redis.RedisError as error:
+        unavailable(f"The broker tests need Redis at {url} (set REDIS_URL): {error}")
+    yield found
+    found.empty()

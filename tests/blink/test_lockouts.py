@@ -4,9 +4,10 @@ closes when the directory no longer reports it."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from unittest import mock
 
@@ -31,6 +32,7 @@ from directory.models import Connection, DemoObject, Entry
 from directory.services import connection_save
 from sms.backends import locmem
 from sms.models import Message
+from tests.broker import Broker
 from tests.fakes.graph import FakeGraph
 from tests.servers import unavailable
 
@@ -223,7 +225,7 @@ def test_beat_polls_every_configured_interval() -> None:
 
 
 def test_one_poll_is_queued_per_monitored_connection_on_its_queue(
-    company: Any, acme_client: Client, demo: Connection
+    company: Any, acme_client: Client, demo: Connection, broker: Broker
 ) -> None:
     active_users(acme_client, demo, 2)
     Connection.objects.filter(pk=demo.pk).update(queue="dir.globex")
@@ -242,11 +244,17 @@ def test_one_poll_is_queued_per_monitored_connection_on_its_queue(
     nobody = client_create(company=company, actor=SYSTEM, name="Nobody")
     Connection.objects.create(client=nobody, kind="demo")
 
-    with mock.patch("blink.tasks.lockouts_poll.apply_async") as queued:
+    with broker.publishing():
         assert lockouts_poll_all() == 1
 
-    queued.assert_called_once_with((demo.pk,), queue="dir.globex",
-                                   expires=float(settings.BLINK_LOCKOUT_POLL_SECONDS))
+    [poll_task] = broker.queued()
+    assert (poll_task.task, poll_task.args, poll_task.queue) == (
+        "blink.tasks.lockouts_poll", [demo.pk], "dir.globex")
+    # A poll not taken in time is dropped (the next one replaces it).
+    message = json.loads(broker.redis.lrange("dir.globex", 0, 0)[0])
+    expires = datetime.fromisoformat(message["headers"]["expires"])
+    poll_seconds = settings.BLINK_LOCKOUT_POLL_SECONDS
+    assert poll_seconds - 5 < (expires - timezone.now()).total_seconds() <= poll_seconds
 
 
 def test_archived_or_switched_off_connections_are_not_polled_even_if_a_task_was_queued(
@@ -304,7 +312,7 @@ def test_an_entra_lockout_is_told_once_though_its_first_refusal_moves(
 
 
 def test_an_entra_tenant_without_p1_is_marked_unavailable_once_and_no_longer_polled(
-    graph_server: FakeGraph, entra: Connection, entra_user: BlinkUser,
+    graph_server: FakeGraph, entra: Connection, entra_user: BlinkUser, broker: Broker,
     caplog: pytest.LogCaptureFixture, django_capture_on_commit_callbacks: Callable[..., Any],
 ) -> None:
     graph_server.knobs.premium = False
@@ -312,13 +320,13 @@ def test_an_entra_tenant_without_p1_is_marked_unavailable_once_and_no_longer_pol
     poll(entra, django_capture_on_commit_callbacks)
     asked = len(graph_server.requests)
     poll(entra, django_capture_on_commit_callbacks)
-    with mock.patch("blink.tasks.lockouts_poll.apply_async") as queued:
+    with broker.publishing():
         lockouts_poll_all()
 
     entra.refresh_from_db()
     assert entra.lockout_monitoring_unavailable == LOCKOUT_UNAVAILABLE
     assert len(graph_server.requests) == asked
-    queued.assert_not_called()
+    assert broker.queued() == []
     [event] = AuditEvent.objects.filter(action="lockouts.unavailable")
     assert event.detail["reason"] == LOCKOUT_UNAVAILABLE
     assert len([r for r in caplog.records if r.levelname == "WARNING"

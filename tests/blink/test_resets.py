@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from unittest import mock
-
 import pytest
 
 import blink.celery
@@ -121,7 +119,7 @@ def test_a_request_that_runs_again_reapplies_the_same_password(
 
 
 def test_a_request_is_queued_where_the_users_password_lives(
-    acme_client, demo, django_capture_on_commit_callbacks
+    acme_client, demo, broker, django_capture_on_commit_callbacks
 ):
     Connection.objects.filter(pk=demo.pk).update(queue="dir.globex")
     ava = BlinkUser.objects.get(pk=active_user(acme_client, demo).pk)
@@ -135,24 +133,22 @@ def test_a_request_is_queued_where_the_users_password_lives(
                                    username="sam@globex.example", phone="+14155550178",
                                    status="active")
 
-    with mock.patch("blink.tasks.reset_run.apply_async") as queued, \
-            django_capture_on_commit_callbacks(execute=True):
+    with broker.publishing(), django_capture_on_commit_callbacks(execute=True):
         ava_request = reset_request_create(blink_user=ava, actor=ADMIN, channel="console")
         sam_request = reset_request_create(blink_user=sam, actor=ADMIN, channel="console")
 
-    assert queued.call_args_list == [
-        mock.call((ava_request.pk,), queue="dir.globex"),
-        mock.call((sam_request.pk,), queue="dir.onprem"),
+    assert [(t.task, t.args, t.queue) for t in broker.queued()] == [
+        ("blink.tasks.reset_run", [ava_request.pk], "dir.globex"),
+        ("blink.tasks.reset_run", [sam_request.pk], "dir.onprem"),
     ]
 
 
 @pytest.mark.parametrize("protected", [False, True], ids=["password", "refusal"])
 def test_a_central_worker_texts_the_outcome_itself_without_the_sms_queue(
-    acme_client, demo, sms_outbox, settings, monkeypatch, protected,
+    acme_client, demo, sms_outbox, settings, monkeypatch, protected, broker,
     django_capture_on_commit_callbacks,
 ):
     from blink.resets import reset_run
-    from sms.tasks import message_send
 
     user = active_user(acme_client, demo, protected=protected)
     with django_capture_on_commit_callbacks(execute=False):  # not run yet
@@ -162,11 +158,10 @@ def test_a_central_worker_texts_the_outcome_itself_without_the_sms_queue(
                         frozenset({"default", "directory", "sms"}))
     settings.CELERY_TASK_ALWAYS_EAGER = False
 
-    with mock.patch.object(message_send, "apply_async") as queued, \
-            django_capture_on_commit_callbacks(execute=True):
+    with broker.publishing(), django_capture_on_commit_callbacks(execute=True):
         reset_run(request_id=request.pk)
 
-    queued.assert_not_called()
+    assert broker.queued() == []  # nothing went through the sms queue
     [sms] = sms_outbox
     request.refresh_from_db()
     if protected:

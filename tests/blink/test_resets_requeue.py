@@ -31,6 +31,7 @@ from directory.demo import DemoDirectory
 from directory.models import Connection
 from sms.backends.locmem import SentSms
 from tests.blink.test_reset_console import make_active
+from tests.broker import Broker
 from tests.conftest import password_in
 
 ADMIN = Actor(label="olivia", ip="127.0.0.1")
@@ -42,10 +43,10 @@ def ava(acme_client: Client, demo_connection: Connection) -> BlinkUser:
 
 
 @pytest.fixture
-def published() -> Iterator[mock.MagicMock]:
-    """reset_run's apply_async, recorded instead of published: the task is lost."""
-    with mock.patch.object(reset_run, "apply_async") as apply_async:
-        yield apply_async
+def published(broker: Broker) -> Broker:
+    """Where the requests' tasks go: a real broker no worker takes from, so each task is
+    as good as lost unless the test runs it."""
+    return broker
 
 
 @pytest.fixture
@@ -55,9 +56,15 @@ def directory_calls() -> Iterator[mock.MagicMock]:
         yield spied
 
 
-def ask(blink_user: BlinkUser, captured: Any) -> ResetRequest:
-    with captured(execute=True):
+def ask(blink_user: BlinkUser, captured: Any, broker: Broker) -> ResetRequest:
+    with broker.publishing(), captured(execute=True):
         return reset_request_create(blink_user=blink_user, actor=ADMIN, channel="console")
+
+
+def requeue(broker: Broker) -> int:
+    """Beat's sweep, publishing to ``broker``."""
+    with broker.publishing():
+        return resets_requeue()
 
 
 def aged(request: ResetRequest, by: timedelta, **fields: Any) -> None:
@@ -77,21 +84,22 @@ def test_beat_sweeps_every_minute() -> None:
 
 
 def test_a_request_whose_task_was_lost_is_queued_again_and_carried_out_once(
-    ava: BlinkUser, demo_connection: Connection, published: mock.MagicMock,
+    ava: BlinkUser, demo_connection: Connection, published: Broker,
     directory_calls: mock.MagicMock, sms_outbox: list[SentSms],
     django_capture_on_commit_callbacks: Callable[..., Any],
 ) -> None:
-    request = ask(ava, django_capture_on_commit_callbacks)
-    published.reset_mock()
+    request = ask(ava, django_capture_on_commit_callbacks, published)
+    published.empty()
 
-    assert resets_requeue() == 0  # its task may still come
+    assert requeue(published) == 0  # its task may still come
     aged(request, REQUEUE_AFTER + timedelta(seconds=1))
-    assert resets_requeue() == 1
-    published.assert_called_once_with((request.pk,), queue=demo_connection.queue)
-    assert resets_requeue() == 0  # not again for another five minutes
+    assert requeue(published) == 1
+    assert [(t.task, t.args, t.queue) for t in published.queued()] == [
+        ("blink.tasks.reset_run", [request.pk], demo_connection.queue)]
+    assert requeue(published) == 0  # not again for another five minutes
 
     # Queued again lately: a second click joins it rather than making a second password.
-    assert ask(ava, django_capture_on_commit_callbacks) == request
+    assert ask(ava, django_capture_on_commit_callbacks, published) == request
 
     run_task(request.pk, django_capture_on_commit_callbacks)
     run_task(request.pk, django_capture_on_commit_callbacks)  # a duplicate changes nothing
@@ -102,30 +110,30 @@ def test_a_request_whose_task_was_lost_is_queued_again_and_carried_out_once(
 
 
 def test_a_request_left_running_by_a_dead_worker_is_queued_again(
-    ava: BlinkUser, published: mock.MagicMock,
+    ava: BlinkUser, published: Broker,
     django_capture_on_commit_callbacks: Callable[..., Any],
 ) -> None:
-    request = ask(ava, django_capture_on_commit_callbacks)
-    published.reset_mock()
+    request = ask(ava, django_capture_on_commit_callbacks, published)
+    published.empty()
     aged(request, REQUEUE_AFTER + timedelta(seconds=1), status=ResetRequest.Status.RUNNING,
          started_at=timezone.now() - timedelta(seconds=10))
 
-    assert resets_requeue() == 0  # its run may still be going
+    assert requeue(published) == 0  # its run may still be going
 
     ResetRequest.objects.filter(pk=request.pk).update(
         started_at=timezone.now() - _stale_after() - timedelta(seconds=1))
-    assert resets_requeue() == 1
-    published.assert_called_once()
+    assert requeue(published) == 1
+    assert len(published.queued("blink.tasks.reset_run")) == 1
 
 
 def test_a_request_no_worker_carried_out_within_an_hour_fails_and_the_user_is_told(
-    ava: BlinkUser, acme_client: Client, published: mock.MagicMock,
+    ava: BlinkUser, acme_client: Client, published: Broker,
     directory_calls: mock.MagicMock, sms_outbox: list[SentSms],
     django_capture_on_commit_callbacks: Callable[..., Any],
 ) -> None:
     acme_client.company.support_email = "help@acme-it.example"
     acme_client.company.save()
-    request = ask(ava, django_capture_on_commit_callbacks)
+    request = ask(ava, django_capture_on_commit_callbacks, published)
     aged(request, GIVE_UP_AFTER + timedelta(seconds=1))
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -144,20 +152,20 @@ def test_a_request_no_worker_carried_out_within_an_hour_fails_and_the_user_is_to
 
 
 def test_a_new_request_replaces_one_no_longer_under_way_and_only_it_sets_a_password(
-    ava: BlinkUser, published: mock.MagicMock, directory_calls: mock.MagicMock,
+    ava: BlinkUser, published: Broker, directory_calls: mock.MagicMock,
     sms_outbox: list[SentSms], django_capture_on_commit_callbacks: Callable[..., Any],
 ) -> None:
-    first = ask(ava, django_capture_on_commit_callbacks)
+    first = ask(ava, django_capture_on_commit_callbacks, published)
     aged(first, _stale_after() + timedelta(seconds=1))  # the directory's worker is down
 
-    second = ask(ava, django_capture_on_commit_callbacks)
+    second = ask(ava, django_capture_on_commit_callbacks, published)
 
     assert second != first
     first.refresh_from_db()
     assert (first.status, first.reason) == ("failed", SUPERSEDED_REASON)
-    # The worker comes back and takes both tasks, in order.
-    run_task(first.pk, django_capture_on_commit_callbacks)
-    run_task(second.pk, django_capture_on_commit_callbacks)
+    # The worker comes back and takes both queued tasks, in order.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert published.run("blink.tasks.reset_run") == 2
 
     assert directory_calls.call_count == 1
     assert len(sms_outbox) == 1

@@ -29,6 +29,7 @@ from blink.celery import app
 from blink.models import BlinkUser
 from directory.models import Connection, Entry
 from directory.services import directory_sync
+from tests.broker import broker_url, publishing_to
 from tests.fixtures.samba import SeededUser
 from tests.servers import unavailable
 
@@ -36,47 +37,14 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 # Redis databases 0-15 exist by default; 15 is the one the tests may empty.
 # Redis databases, one per user, as each empties its own: 15 the session's worker, 14
 # test_reset_samba, 13 test_sms_reset_samba, 12 test_send_caps_redis, 11 the e2e reset
-# journey; the benchmarks use 9 (webhook_load) and 8 (reset_latency).
+# journey, 10 tests.broker.Broker; the benchmarks use 9 (webhook_load) and 8 (reset_latency).
 TEST_REDIS_DB = 15
 WORKER_READY_SECONDS = 30
 
 
 def broker_url_for_tests() -> str:
     """The Redis database the worker and the tests share: db 15 of REDIS_URL's server."""
-    parts = urlsplit(os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
-    return urlunsplit(parts._replace(path=f"/{TEST_REDIS_DB}", query="", fragment=""))
-
-
-def _producer_pools_reset() -> None:
-    # Celery keeps the connection and producer pools of the first broker it
-    # published to; forget them so the next message goes to the current broker_url.
-    # (kombu keeps the pools themselves, per URL, and reuses them; closing one
-    # here would break the next use of that URL.)
-    app._pool = None  # type: ignore[attr-defined]
-    app.amqp._producer_pool = None  # type: ignore[attr-defined]
-
-
-@contextmanager
-def publishing_to(broker_url: str) -> Iterator[None]:
-    """Make this process's Celery app send tasks to ``broker_url`` instead of running them.
-    Nested, the outer broker is back when the inner block ends."""
-    keys = ("broker_url", "task_always_eager")
-    changes = app.conf.changes or {}
-    outer = {key: changes[key] for key in keys if key in changes}
-    app.conf.update(broker_url=broker_url, task_always_eager=False)
-    _producer_pools_reset()
-    try:
-        yield
-    finally:
-        # Celery reads Django's settings live; dropping the overrides (rather than
-        # writing back values read mid-test) hands control back to tests.settings,
-        # or to an enclosing publishing_to.
-        overrides = app.conf.changes or {}
-        for key in keys:
-            overrides.pop(key, None)
-        if outer:
-            app.conf.update(outer)
-        _producer_pools_reset()
+    return broker_url(TEST_REDIS_DB)
 
 
 @contextmanager

@@ -10,11 +10,10 @@ from pytest_django.fixtures import Settings
 
 from blink.models import WorkerHeartbeat
 from blink.tasks import worker_heartbeat
-from tests.integration.conftest import CeleryWorker, publishing_to
+from tests.broker import unreachable_broker
+from tests.integration.conftest import CeleryWorker
 
 HEARTBEAT_WAIT_SECONDS = 20
-# Nothing listens on port 1: connecting is refused at once.
-CLOSED_BROKER_URL = "redis://127.0.0.1:1/0"
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +51,7 @@ def test_healthz_answers_503_when_broker_is_unreachable(
 ) -> None:
     settings.CELERY_TASK_ALWAYS_EAGER = False
 
-    with publishing_to(CLOSED_BROKER_URL):
+    with unreachable_broker():
         response = HttpClient().get("/healthz")
 
     assert response.status_code == 503

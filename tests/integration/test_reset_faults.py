@@ -31,16 +31,15 @@ from directory.models import Connection
 from directory.services import connection_save
 from sms.models import Message, OutboxSms
 from tests.blink.test_reset_console import make_active
+from tests.broker import unreachable_broker
 from tests.conftest import password_in
-from tests.integration.conftest import CeleryWorker, publishing_to
+from tests.integration.conftest import CeleryWorker
 from tests.sms.conftest import BLINK_NUMBER
 
 PHONE = "+14155550166"
 SUPPORT = "help@acme-it.example"
 ADMIN = Actor(label="olivia", ip="127.0.0.1")
 CONTACT_SUPPORT = f"Blink could not reset your password just now. Please contact {SUPPORT}."
-# Nothing listens on port 1: connecting is refused at once.
-CLOSED_BROKER_URL = "redis://127.0.0.1:1/0"
 WORKER_WAIT_SECONDS = 30
 # A password the demo directory accepts, as if Blink had made it before a crash.
 SEALED = "Sealed-Pass-7493!"
@@ -238,22 +237,21 @@ def test_a_request_whose_directory_step_was_done_is_not_reset_again(
 
 
 def test_a_task_handed_back_while_its_request_looks_running_comes_back_when_stale(
-    ava, sms_outbox, spy, settings, django_capture_on_commit_callbacks
+    ava, sms_outbox, spy, broker, django_capture_on_commit_callbacks
 ):
     # Celery re-delivers at once when a worker child is killed (task_reject_on_worker_lost);
     # the request still looks running, so the task must come back, not be dropped.
     request = left_running(ava, django_capture_on_commit_callbacks, directory_done=False,
                            stale=False)
-    settings.CELERY_TASK_ALWAYS_EAGER = False
-    with mock.patch.object(reset_run, "apply_async") as scheduled:
+    with broker.publishing():
         reset_run(request.pk)
 
     assert spy.call_count == 0 and sms_outbox == []
-    [call] = scheduled.call_args_list
-    assert call.args == ((request.pk,),)
-    assert call.kwargs["queue"] == "directory"
+    [again] = broker.queued()
+    assert (again.task, again.args, again.queue) == (
+        "blink.tasks.reset_run", [request.pk], "directory")
     limit = django_settings.CELERY_TASK_TIME_LIMIT + 30
-    assert limit - 10 < call.kwargs["countdown"] <= limit + 1
+    assert limit - 10 < again.countdown() <= limit + 1
     assert ResetRequest.objects.get(pk=request.pk).status == ResetRequest.Status.RUNNING
 
 
@@ -309,7 +307,7 @@ def test_with_redis_down_the_console_says_so_and_leaves_nothing_queued(
     settings.CELERY_TASK_ALWAYS_EAGER = False
     browser = login(owner)
 
-    with publishing_to(CLOSED_BROKER_URL):
+    with unreachable_broker():
         response = browser.post(f"/users/{ava.pk}/reset-password")
 
     assert response.status_code == 503
@@ -348,7 +346,7 @@ def test_with_redis_down_a_texted_reset_gets_503_and_twilios_retry_resets_once(
                               content_type="application/x-www-form-urlencoded",
                               headers={"X-Twilio-Signature": signature})
 
-    with publishing_to(CLOSED_BROKER_URL):
+    with unreachable_broker():
         down = text("RESET", message_sid=sid)
 
     assert (down.status_code, down["Retry-After"]) == (503, "30")

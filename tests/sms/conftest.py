@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from unittest import mock
 from urllib.parse import urlencode
 
 import pytest
@@ -18,6 +17,7 @@ from blink.models import BlinkUser
 from clients.models import Client, Company
 from directory.models import Connection
 from sms.models import Message
+from tests.broker import Broker
 from tests.fakes.twilio import FakeTwilio
 
 USER_PHONE = "+14155550123"
@@ -103,21 +103,22 @@ def worker_queues(monkeypatch: pytest.MonkeyPatch, settings: Settings
 
 
 @pytest.fixture
-def webhook(twilio_webhooks: FakeTwilio, numbered: Company, client: HttpClient
-            ) -> Callable[..., Queued]:
-    """Text Blink through the signed webhook with no worker to take the task: the task's
-    arguments as the broker would hold them."""
+def webhook(twilio_webhooks: FakeTwilio, numbered: Company, client: HttpClient,
+            broker: Broker) -> Callable[..., Queued]:
+    """Text Blink through the signed webhook, publishing to a broker no worker takes from:
+    the task's arguments as the broker holds them."""
 
     def send(body: str, from_: str = USER_PHONE) -> Queued:
-        with mock.patch("sms.tasks.inbound_receive.apply_async") as publish:
+        with broker.publishing():
             response = text_blink(client, twilio_webhooks, numbered, body, from_=from_)
         assert response.status_code == 200
-        publish.assert_called_once()
-        assert publish.call_args.kwargs["queue"] == "sms"
+        [task] = broker.queued()
+        broker.empty()
+        assert (task.task, task.queue) == ("sms.tasks.inbound_receive", "sms")
         # What monitoring and worker logs show of the task.
-        assert publish.call_args.kwargs["argsrepr"] == "(sealed)"
-        args: Queued = publish.call_args.args[0]
-        return args
+        assert task.argsrepr == "(sealed)"
+        company_id, blink_number, provider_id, sealed = task.args
+        return company_id, blink_number, provider_id, sealed
 
     return send
 

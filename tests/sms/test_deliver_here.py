@@ -18,7 +18,7 @@ from sms import services
 from sms.backends import SmsError, locmem
 from sms.models import Message
 from sms.services import sms_send
-from sms.tasks import message_send
+from tests.broker import Broker
 from tests.sms.conftest import CENTRAL_QUEUES, USER_PHONE, fresh
 
 
@@ -34,10 +34,15 @@ class FlakyBackend:
 
 
 @pytest.fixture
-def queued() -> Iterator[mock.MagicMock]:
-    """The send task's apply_async, recorded instead of published."""
-    with mock.patch.object(message_send, "apply_async") as apply_async:
-        yield apply_async
+def queued(broker: Broker) -> Iterator[Broker]:
+    """Where send tasks go: a real broker no worker takes from."""
+    with broker.publishing():
+        yield broker
+
+
+def sends(broker: Broker) -> list[tuple[list[Any], str]]:
+    """The send tasks waiting: (arguments, queue) each."""
+    return [(task.args, task.queue) for task in broker.queued("sms.tasks.message_send")]
 
 
 def _password_sms(company: Company, *, deliver_here: bool = True) -> Message:
@@ -60,13 +65,13 @@ def test_the_test_process_is_no_worker_and_sends_through_the_task_as_before(
 
 def test_a_worker_serving_sms_hands_the_text_over_itself_after_the_commit(
     company: Company, sms_outbox: list[locmem.SentSms], send_now: Callable[..., Any],
-    worker_queues: Callable[[frozenset[str]], None], queued: mock.MagicMock,
+    worker_queues: Callable[[frozenset[str]], None], queued: Broker,
 ) -> None:
     worker_queues(CENTRAL_QUEUES)
 
     message = send_now(lambda: _password_sms(company))
 
-    queued.assert_not_called()
+    assert sends(queued) == []
     assert [sms["body"] for sms in sms_outbox] == ["Your temporary password is:\nTmp-Pass-8842\n"]
     stored = fresh(message)
     assert (stored.status, stored.attempts, stored.sealed_body) == (Message.Status.SENT, 1, "")
@@ -87,17 +92,17 @@ def test_nothing_is_sent_before_the_commit(
 
 def test_a_password_does_not_overtake_the_reply_still_queued_for_the_same_phone(
     company: Company, sms_outbox: list[locmem.SentSms], send_now: Callable[..., Any],
-    worker_queues: Callable[[frozenset[str]], None], queued: mock.MagicMock,
+    worker_queues: Callable[[frozenset[str]], None], queued: Broker,
 ) -> None:
     worker_queues(CENTRAL_QUEUES)
     reply = send_now(lambda: sms_send(
         company=company, phone=USER_PHONE, kind="self_service",
         text="If this number is registered with Blink, you'll get a text in a moment."))
-    queued.reset_mock()  # the reply's task is still in the sms queue
+    queued.empty()  # look only at what comes next; the reply is still queued
 
     message = send_now(lambda: _password_sms(company))
 
-    queued.assert_called_once_with((message.pk,), queue="sms")  # behind the reply
+    assert sends(queued) == [([message.pk], "sms")]  # behind the reply
     assert sms_outbox == []
     # Once the queue has sent them, the next password is handed over here again.
     Message.objects.filter(pk__in=[reply.pk, message.pk]).update(status=Message.Status.SENT)
@@ -107,32 +112,32 @@ def test_a_password_does_not_overtake_the_reply_still_queued_for_the_same_phone(
 
 def test_without_deliver_here_a_worker_still_queues_the_send_task(
     company: Company, sms_outbox: list[locmem.SentSms], send_now: Callable[..., Any],
-    worker_queues: Callable[[frozenset[str]], None], queued: mock.MagicMock,
+    worker_queues: Callable[[frozenset[str]], None], queued: Broker,
 ) -> None:
     worker_queues(CENTRAL_QUEUES)
 
     message = send_now(lambda: _password_sms(company, deliver_here=False))
 
-    queued.assert_called_once_with((message.pk,), queue="sms")
+    assert sends(queued) == [([message.pk], "sms")]
     assert sms_outbox == []
 
 
 def test_a_directory_worker_on_its_own_queue_leaves_the_text_to_the_sms_queue(
     company: Company, sms_outbox: list[locmem.SentSms], send_now: Callable[..., Any],
-    worker_queues: Callable[[frozenset[str]], None], queued: mock.MagicMock,
+    worker_queues: Callable[[frozenset[str]], None], queued: Broker,
 ) -> None:
     worker_queues(frozenset({"dir.acme"}))
 
     message = send_now(lambda: _password_sms(company))
 
-    queued.assert_called_once_with((message.pk,), queue="sms")
+    assert sends(queued) == [([message.pk], "sms")]
     assert sms_outbox == []
     assert fresh(message).status == Message.Status.QUEUED
 
 
 def test_a_temporary_failure_goes_to_the_sms_queue_as_the_tasks_first_retry(
     company: Company, settings: Settings, send_now: Callable[..., Any],
-    worker_queues: Callable[[frozenset[str]], None], queued: mock.MagicMock,
+    worker_queues: Callable[[frozenset[str]], None], queued: Broker,
 ) -> None:
     settings.SMS_BACKEND = "tests.sms.test_deliver_here.FlakyBackend"
     FlakyBackend.calls = 0
@@ -141,10 +146,9 @@ def test_a_temporary_failure_goes_to_the_sms_queue_as_the_tasks_first_retry(
     message = send_now(lambda: _password_sms(company))
 
     assert FlakyBackend.calls == 1
-    [call] = queued.call_args_list
-    assert call.args == ((message.pk,),)
-    assert call.kwargs["queue"] == "sms" and call.kwargs["retries"] == 1
-    assert 10 <= call.kwargs["countdown"] <= 20  # retry_countdown(0)
+    [retry] = queued.queued("sms.tasks.message_send")
+    assert (retry.args, retry.queue, retry.retries) == ([message.pk], "sms", 1)
+    assert 9 <= retry.countdown() <= 20  # retry_countdown(0)
     stored = fresh(message)
     assert (stored.status, stored.attempts, stored.error_code) == (
         Message.Status.QUEUED, 1, "timeout")
@@ -153,7 +157,7 @@ def test_a_temporary_failure_goes_to_the_sms_queue_as_the_tasks_first_retry(
 
 def test_an_unexpected_error_is_logged_without_the_text_and_the_queue_takes_over(
     company: Company, send_now: Callable[..., Any], caplog: pytest.LogCaptureFixture,
-    worker_queues: Callable[[frozenset[str]], None], queued: mock.MagicMock,
+    worker_queues: Callable[[frozenset[str]], None], queued: Broker,
 ) -> None:
     worker_queues(CENTRAL_QUEUES)
 
@@ -167,7 +171,7 @@ def test_an_unexpected_error_is_logged_without_the_text_and_the_queue_takes_over
 
     assert "RuntimeError" in caplog.text and f"sms {message.pk}" in caplog.text
     assert "Tmp-Pass-8842" not in caplog.text
-    queued.assert_called_once_with((message.pk,), queue="sms")
+    assert sends(queued) == [([message.pk], "sms")]
 
 
 @pytest.mark.parametrize(

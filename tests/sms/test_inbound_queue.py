@@ -31,6 +31,7 @@ from sms.inbound import (
 )
 from sms.models import Message
 from sms.services import REDACTED
+from tests.broker import Broker, unreachable_broker
 from tests.fakes.twilio import FakeTwilio
 from tests.sms.conftest import (
     BLINK_NUMBER,
@@ -41,7 +42,6 @@ from tests.sms.conftest import (
     text_blink,
 )
 
-OUTAGE = kombu.exceptions.OperationalError("Error 111 connecting to redis:6379.")
 PIN_TEXT = "RESET 482913"
 
 def inbound() -> Message:
@@ -118,13 +118,11 @@ def test_a_changed_number_is_seen_at_once(
 
 @pytest.mark.django_db(transaction=True)
 def test_a_text_whose_reply_cannot_be_queued_waits_and_is_queued_again(
-    webhook: Callable[..., Queued], blink_user: BlinkUser, settings: Settings
+    webhook: Callable[..., Queued], blink_user: BlinkUser, settings: Settings, broker: Broker
 ) -> None:
     task = webhook(PIN_TEXT)
 
-    with mock.patch("sms.tasks.message_send.apply_async", side_effect=OUTAGE), \
-            mock.patch("blink.tasks.reset_run.apply_async", side_effect=OUTAGE), \
-            pytest.raises(kombu.exceptions.OperationalError):
+    with unreachable_broker(), pytest.raises(kombu.exceptions.OperationalError):
         receive(task)
 
     # Nothing of that run is left but the text, waiting as it came with its PIN sealed.
@@ -137,12 +135,13 @@ def test_a_text_whose_reply_cannot_be_queued_waits_and_is_queued_again(
     # Beat's sweep queues it again once it has waited long enough, not before.
     assert settings.CELERY_BEAT_SCHEDULE["inbound-requeue"]["task"] == \
         "sms.tasks.inbound_requeue"
-    with mock.patch("sms.tasks.inbound_process.apply_async") as publish:
+    with broker.publishing():
         assert inbound_requeue() == 0
         Message.objects.filter(pk=waiting.pk).update(
             created_at=timezone.now() - REQUEUE_AFTER - timedelta(seconds=1))
         assert inbound_requeue() == 1
-    publish.assert_called_once_with((waiting.pk,), queue="sms")
+    assert [(t.task, t.args, t.queue) for t in broker.queued()] == [
+        ("sms.tasks.inbound_process", [waiting.pk], "sms")]
 
     inbound_act(message_id=waiting.pk)
 
@@ -153,20 +152,19 @@ def test_a_text_whose_reply_cannot_be_queued_waits_and_is_queued_again(
 
 @pytest.mark.django_db(transaction=True)
 def test_a_text_that_waited_over_an_hour_is_dropped_not_acted_on(
-    webhook: Callable[..., Queued], blink_user: BlinkUser
+    webhook: Callable[..., Queued], blink_user: BlinkUser, broker: Broker
 ) -> None:
     task = webhook(PIN_TEXT)
-    with mock.patch("sms.tasks.message_send.apply_async", side_effect=OUTAGE), \
-            pytest.raises(kombu.exceptions.OperationalError):
+    with unreachable_broker(), pytest.raises(kombu.exceptions.OperationalError):
         receive(task)
     Message.objects.filter(direction=Message.Direction.INBOUND).update(
         created_at=timezone.now() - GIVE_UP_AFTER - timedelta(seconds=1))
 
-    with mock.patch("sms.tasks.inbound_process.apply_async") as publish:
+    with broker.publishing():
         assert inbound_requeue() == 0
     inbound_act(message_id=inbound().pk)
 
-    publish.assert_not_called()
+    assert broker.queued() == []
     dropped = inbound()
     assert (dropped.status, dropped.error_code, dropped.sealed_body) == ("failed", "expired", "")
     assert outbound_bodies() == []
@@ -207,8 +205,7 @@ def test_a_text_left_waiting_is_acted_on_once_when_its_message_id_comes_again(
     webhook: Callable[..., Queued], blink_user: BlinkUser
 ) -> None:
     task = webhook("RESET")
-    with mock.patch("sms.tasks.message_send.apply_async", side_effect=OUTAGE), \
-            pytest.raises(kombu.exceptions.OperationalError):
+    with unreachable_broker(), pytest.raises(kombu.exceptions.OperationalError):
         receive(task)
     assert inbound().status == "queued"
 
@@ -254,14 +251,12 @@ def test_a_refused_webhook_leaves_a_waiting_text_of_the_same_sid_alone(
     numbered: Company, client: HttpClient, settings: Settings,
 ) -> None:
     task = webhook("RESET")
-    with mock.patch("sms.tasks.message_send.apply_async", side_effect=OUTAGE), \
-            pytest.raises(kombu.exceptions.OperationalError):
+    with unreachable_broker(), pytest.raises(kombu.exceptions.OperationalError):
         receive(task)  # a worker recorded it, then could not queue the reply
     waiting = inbound()
-    settings.CELERY_TASK_ALWAYS_EAGER = False  # a web process, with workers elsewhere
 
-    # The same MessageSid again while the broker is down.
-    with mock.patch("sms.tasks.inbound_receive.apply_async", side_effect=OUTAGE):
+    # The same MessageSid again, to a web process whose broker is down.
+    with unreachable_broker():
         response = text_blink(client, twilio_webhooks, numbered, "RESET",
                               sid=waiting.provider_id)
 

@@ -25,6 +25,7 @@ from sms.services import (
     sms_send,
 )
 from sms.tasks import MAX_RETRIES, message_send
+from tests.broker import Broker
 from tests.sms.conftest import USER_PHONE, fresh
 
 
@@ -211,19 +212,20 @@ def _aged(message: Message, age: timedelta) -> None:
 
 def test_a_message_whose_task_was_lost_is_queued_again_and_sent(
     company: Company, settings: Settings, send_now: Callable[..., Any],
-    sms_outbox: list[locmem.SentSms],
+    sms_outbox: list[locmem.SentSms], broker: Broker,
 ) -> None:
     """Say the broker refused the send task after the commit: the message sits queued."""
     lost = _queued(company)
     retrying = _queued(company)
     Message.objects.filter(pk=retrying.pk).update(attempts=1)  # its retry is scheduled
 
-    with mock.patch("sms.tasks.message_send.apply_async") as publish:
+    with broker.publishing():
         assert messages_requeue() == 0  # not before it has waited five minutes
         _aged(lost, UNSENT_REQUEUE_AFTER + timedelta(seconds=1))
         _aged(retrying, UNSENT_REQUEUE_AFTER + timedelta(seconds=1))
         assert messages_requeue() == 1
-    publish.assert_called_once_with((lost.pk,), queue="sms")
+    assert [(t.task, t.args, t.queue) for t in broker.queued()] == [
+        ("sms.tasks.message_send", [lost.pk], "sms")]
     assert settings.CELERY_BEAT_SCHEDULE["messages-requeue"]["task"] == \
         "sms.tasks.messages_requeue"
 
@@ -234,15 +236,15 @@ def test_a_message_whose_task_was_lost_is_queued_again_and_sent(
 
 
 def test_a_message_that_waited_over_an_hour_is_failed_and_forgets_its_secret(
-    company: Company, sms_outbox: list[locmem.SentSms],
+    company: Company, sms_outbox: list[locmem.SentSms], broker: Broker,
 ) -> None:
     stale = _queued(company)
     _aged(stale, UNSENT_GIVE_UP_AFTER + timedelta(seconds=1))
 
-    with mock.patch("sms.tasks.message_send.apply_async") as publish:
+    with broker.publishing():
         assert messages_requeue() == 0
 
-    publish.assert_not_called()
+    assert broker.queued() == []
     dropped = fresh(stale)
     assert (dropped.status, dropped.error_code, dropped.sealed_body) == ("failed", "expired", "")
     assert sms_outbox == []

@@ -19,14 +19,13 @@ from django.utils import timezone
 
 from blink.models import BlinkUser, ResetRequest
 from blink.resets import _stale_after
-from blink.tasks import reset_run
 from clients.models import Client
 from directory.demo import DemoDirectory
 from directory.models import Connection
 from sms.inbound import neutral_reply
 from sms.models import Message
-from sms.tasks import message_send
 from tests.blink.test_reset_console import make_active
+from tests.broker import Broker
 from tests.conftest import password_in
 from tests.fakes.twilio import FakeTwilio
 from tests.sms.conftest import CENTRAL_QUEUES, USER_PHONE, Queued, receive
@@ -48,11 +47,10 @@ def directory_calls() -> Iterator[mock.MagicMock]:
 
 
 @pytest.fixture
-def published() -> Iterator[dict[str, mock.MagicMock]]:
-    """The reset and send tasks' apply_async, recorded instead of published."""
-    with mock.patch.object(reset_run, "apply_async") as resets, \
-            mock.patch.object(message_send, "apply_async") as sends:
-        yield {"reset": resets, "send": sends}
+def published(broker: Broker) -> Iterator[Broker]:
+    """Tasks go to a real broker no worker takes from, for the test to read or run."""
+    with broker.publishing():
+        yield broker
 
 
 def worker_takes(task: Queued, captured: Any) -> None:
@@ -61,15 +59,14 @@ def worker_takes(task: Queued, captured: Any) -> None:
         receive(task)
 
 
-def send_tasks_run(sends: mock.MagicMock) -> None:
+def send_tasks_run(broker: Broker) -> None:
     """The sms queue's worker takes the send tasks, in the order they were queued."""
-    for call in sends.call_args_list:
-        message_send.apply(call.args[0])
+    broker.run("sms.tasks.message_send")
 
 
 def test_the_worker_resets_at_once_and_queues_only_a_backstop(
     webhook: Callable[..., Queued], alex: BlinkUser, demo_connection: Connection,
-    worker_queues: Callable[[frozenset[str]], None], published: dict[str, mock.MagicMock],
+    worker_queues: Callable[[frozenset[str]], None], published: Broker,
     directory_calls: mock.MagicMock, twilio_webhooks: FakeTwilio,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
@@ -81,18 +78,19 @@ def test_the_worker_resets_at_once_and_queues_only_a_backstop(
     request = ResetRequest.objects.get()
     assert (request.status, request.blink_user) == ("sent", alex)
     assert directory_calls.call_count == 1
-    published["reset"].assert_called_once_with(
-        (request.pk,), queue=demo_connection.queue, countdown=BACKSTOP_SECONDS)
+    [backstop] = published.queued("blink.tasks.reset_run")
+    assert (backstop.args, backstop.queue) == ([request.pk], demo_connection.queue)
+    assert BACKSTOP_SECONDS - 5 < backstop.countdown() <= BACKSTOP_SECONDS
     assert _stale_after().total_seconds() + 1 == BACKSTOP_SECONDS
     # The neutral reply went to the queue first; the password waits behind it, in order.
-    send_tasks_run(published["send"])
+    send_tasks_run(published)
     neutral, password_text = [m.body for m in twilio_webhooks.messages_to(USER_PHONE)]
     assert neutral == neutral_reply(alex.client.company)
     assert password_in(password_text) == directory_calls.call_args.args[2]
 
     # The backstop comes due, finds the request done, and does nothing.
     with django_capture_on_commit_callbacks(execute=True):
-        reset_run.apply((request.pk,))
+        assert published.run("blink.tasks.reset_run") == 1  # the queued backstop
 
     assert directory_calls.call_count == 1
     assert len(twilio_webhooks.messages_to(USER_PHONE)) == 2
@@ -101,7 +99,7 @@ def test_the_worker_resets_at_once_and_queues_only_a_backstop(
 
 def test_a_run_cut_short_in_the_worker_is_finished_by_the_backstop_with_its_password(
     webhook: Callable[..., Queued], alex: BlinkUser,
-    worker_queues: Callable[[frozenset[str]], None], published: dict[str, mock.MagicMock],
+    worker_queues: Callable[[frozenset[str]], None], published: Broker,
     directory_calls: mock.MagicMock, twilio_webhooks: FakeTwilio,
     django_capture_on_commit_callbacks: Any, caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -123,8 +121,8 @@ def test_a_run_cut_short_in_the_worker_is_finished_by_the_backstop_with_its_pass
     ResetRequest.objects.filter(pk=request.pk).update(
         started_at=timezone.now() - _stale_after() - timedelta(seconds=1))
     with django_capture_on_commit_callbacks(execute=True):
-        reset_run.apply((request.pk,))
-    send_tasks_run(published["send"])
+        assert published.run("blink.tasks.reset_run") == 1  # the queued backstop
+    send_tasks_run(published)
 
     assert ResetRequest.objects.get().status == "sent"
     assert directory_calls.call_count == 1  # not reset twice
@@ -134,7 +132,7 @@ def test_a_run_cut_short_in_the_worker_is_finished_by_the_backstop_with_its_pass
 
 def test_a_worker_not_serving_the_directorys_queue_leaves_the_reset_to_it(
     webhook: Callable[..., Queued], alex: BlinkUser, demo_connection: Connection,
-    worker_queues: Callable[[frozenset[str]], None], published: dict[str, mock.MagicMock],
+    worker_queues: Callable[[frozenset[str]], None], published: Broker,
     directory_calls: mock.MagicMock, django_capture_on_commit_callbacks: Any,
 ) -> None:
     Connection.objects.filter(pk=demo_connection.pk).update(queue="dir.globex")
@@ -145,5 +143,6 @@ def test_a_worker_not_serving_the_directorys_queue_leaves_the_reset_to_it(
 
     request = ResetRequest.objects.get()
     assert request.status == "queued"
-    published["reset"].assert_called_once_with((request.pk,), queue="dir.globex")
+    [queued] = published.queued("blink.tasks.reset_run")
+    assert (queued.args, queued.queue, queued.eta) == ([request.pk], "dir.globex", None)
     directory_calls.assert_not_called()

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from unittest import mock
 
-import kombu.exceptions
 import pytest
 from django.core.cache import cache
 from django.test import Client as HttpClient
@@ -19,6 +17,7 @@ from clients.models import Company
 from sms.models import Message, OptOut
 from sms.services import sms_send
 from sms.webhooks import twilio_inbound
+from tests.broker import unreachable_broker
 from tests.fakes.twilio import FakeTwilio
 from tests.sms.conftest import (
     BLINK_NUMBER,
@@ -315,8 +314,7 @@ def test_with_the_broker_down_a_text_gets_503_and_leaves_nothing(
     twilio_webhooks: FakeTwilio, numbered: Company, client: HttpClient
 ) -> None:
     sid = "SM" + "5" * 32
-    outage = kombu.exceptions.OperationalError("Error 111 connecting to redis:6379.")
-    with mock.patch("sms.tasks.message_send.apply_async", side_effect=outage):
+    with unreachable_broker():
         down = text_blink(client, twilio_webhooks, numbered, "START", sid=sid)
 
     assert down.status_code == 503
