@@ -9,7 +9,6 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
-from unittest import mock
 
 import pytest
 from django.conf import settings
@@ -18,14 +17,12 @@ from django.db import connection as db_connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from blink import lockouts
 from blink.audit import SYSTEM
 from blink.lockouts import lockout_text, lockouts_poll, lockouts_poll_all
 from blink.models import AuditEvent, BlinkUser, LockoutNotice
 from blink.resets import reset_request_create
 from clients.models import Client
 from clients.services import client_create
-from directory.base import DirectoryError
 from directory.demo import POLICY, DemoDirectory
 from directory.entra import LOCKOUT_UNAVAILABLE
 from directory.models import Connection, DemoObject, Entry
@@ -34,6 +31,8 @@ from sms.backends import locmem
 from sms.models import Message
 from tests.broker import Broker
 from tests.fakes.graph import FakeGraph
+from tests.fixtures.samba import SeededUser
+from tests.integration.conftest import active_blink_user
 from tests.servers import unavailable
 
 PHONES = [f"+1415555{n:04d}" for n in range(100, 200)]
@@ -333,39 +332,29 @@ def test_an_entra_tenant_without_p1_is_marked_unavailable_once_and_no_longer_pol
                 and "unavailable" in r.getMessage()]) == 1
 
 
-class _Unreachable:
-    def __init__(self, failing: list[bool]) -> None:
-        self.failing = failing
-
-    def locked_out(self, object_ids: Any) -> dict[str, Any]:
-        if self.failing[0]:
-            raise DirectoryError("Blink could not reach ldaps://dc1.globex.example:636.",
-                                 permanent=False, code="unreachable")
-        return {}
-
-    def close(self) -> None:
-        pass
-
-
 def test_other_directory_errors_are_audited_once_per_failure_streak(
-    demo: Connection, alex: BlinkUser, caplog: pytest.LogCaptureFixture,
-    django_capture_on_commit_callbacks: Callable[..., Any],
+    samba_connection: Connection, samba_user: Callable[..., SeededUser],
+    caplog: pytest.LogCaptureFixture, django_capture_on_commit_callbacks: Callable[..., Any],
 ) -> None:
-    failing = [True]
-    with mock.patch.object(lockouts, "directory_for", return_value=_Unreachable(failing)):
-        for _ in range(3):
-            poll(demo, django_capture_on_commit_callbacks)
-        failing[0] = False
-        poll(demo, django_capture_on_commit_callbacks)
-        failing[0] = True
-        poll(demo, django_capture_on_commit_callbacks)
-        poll(demo, django_capture_on_commit_callbacks)
+    """A real domain controller, out of reach and back: a failure is audited when a streak
+    starts, the recovery once, and nothing in between."""
+    active_blink_user(samba_connection, samba_user(), "+14155550131")
+    reachable = dict(samba_connection.parameters)
+
+    def reach(ok: bool) -> None:
+        Connection.objects.filter(pk=samba_connection.pk).update(
+            parameters=reachable if ok else {**reachable, "url": "ldaps://127.0.0.1:1"})
+
+    for ok in (False, False, False, True, False, False):
+        reach(ok)
+        poll(samba_connection, django_capture_on_commit_callbacks)
 
     events = AuditEvent.objects.filter(action="lockouts.poll").order_by("id")
     assert [(e.result, e.detail.get("recovered", False)) for e in events] == [
         ("failed", False), ("ok", True), ("failed", False)]
-    assert "could not reach" in events[0].detail["reason"]
-    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "Could not reach the domain controller at 127.0.0.1:1" in events[0].detail["reason"]
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"
+                and r.name == "blink.lockouts"]
     assert len(warnings) == 2
-    demo.refresh_from_db()
-    assert demo.lockout_monitoring_unavailable == ""
+    samba_connection.refresh_from_db()
+    assert samba_connection.lockout_monitoring_unavailable == ""
