@@ -11,7 +11,6 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from django.conf import settings as django_settings
 from django.utils import timezone
 
 from blink.audit import Actor
@@ -76,11 +75,6 @@ def aged(request: ResetRequest, by: timedelta, **fields: Any) -> None:
 def run_task(request_id: int, captured: Any) -> None:
     with captured(execute=True):
         reset_run.apply((request_id,))
-
-
-def test_beat_sweeps_every_minute() -> None:
-    entry = django_settings.CELERY_BEAT_SCHEDULE["resets-requeue"]
-    assert entry["task"] == "blink.tasks.resets_requeue" and entry["schedule"] == 60.0
 
 
 def test_a_request_whose_task_was_lost_is_queued_again_and_carried_out_once(

@@ -95,3 +95,20 @@ def test_production_cookies_are_secure_and_hsts_is_on(tmp_path):
     assert result.stdout.split() == [
         "True", "True", "31536000", "('HTTP_X_FORWARDED_PROTO',", "'https')"
     ]
+
+
+def test_beat_runs_each_sweep_every_minute_as_a_registered_task() -> None:
+    """A renamed or misspelt task in the schedule would make beat queue tasks no worker
+    knows; the three sweeps for lost work run every minute."""
+    from django.conf import settings
+
+    from blink.celery import app
+
+    app.loader.import_default_modules()  # what a worker does at start: find the tasks
+    schedule = settings.CELERY_BEAT_SCHEDULE
+    for name, entry in schedule.items():
+        assert entry["task"] in app.tasks, f"{name}: {entry['task']} is not a task"
+    for sweep, task in (("inbound-requeue", "sms.tasks.inbound_requeue"),
+                        ("messages-requeue", "sms.tasks.messages_requeue"),
+                        ("resets-requeue", "blink.tasks.resets_requeue")):
+        assert (schedule[sweep]["task"], schedule[sweep]["schedule"]) == (task, 60.0)
