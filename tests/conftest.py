@@ -12,10 +12,11 @@ from django.contrib.auth import get_user_model
 from django.test import Client as HttpClient
 
 from blink.audit import SYSTEM
+from blink.models import BlinkUser
 from clients.models import Client, Company, Membership, Role
 from clients.services import client_create, company_create
 from directory.demo import demo_directory_seed
-from directory.models import Connection
+from directory.models import Connection, Entry
 from directory.services import connection_save, directory_sync
 from sms.backends.locmem import SentSms
 from tests.broker import BROKER_REDIS_DB, Broker, broker_url
@@ -38,6 +39,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.longrepr = f"Skipped under CI=true, which counts as a failure: {reason}"
+
+
+def demo_blink_user(client: Client, connection: Connection, phone: str, *,
+                    status: str = "active", enabled: bool = True,
+                    protected: bool = False) -> BlinkUser:
+    """A Blink user for a demo-directory user not given to Blink yet (the first by username
+    with those flags)."""
+    used = BlinkUser.objects.filter(connection=connection).values("object_id")
+    entry = (Entry.objects.filter(connection=connection, kind="user", enabled=enabled,
+                                  protected=protected)
+             .exclude(object_id__in=used).order_by("username").first())
+    assert entry is not None
+    return BlinkUser.objects.create(
+        client=client, connection=connection, object_id=entry.object_id,
+        username=entry.username, display_name=entry.name, phone=phone, status=status,
+    )
 
 
 def password_in(body: str) -> str:

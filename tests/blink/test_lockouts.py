@@ -25,11 +25,12 @@ from clients.models import Client
 from clients.services import client_create
 from directory.demo import POLICY, DemoDirectory
 from directory.entra import LOCKOUT_UNAVAILABLE
-from directory.models import Connection, DemoObject, Entry
+from directory.models import Connection, DemoObject
 from directory.services import connection_save
 from sms.backends import locmem
 from sms.models import Message
 from tests.broker import Broker
+from tests.conftest import demo_blink_user
 from tests.fakes.graph import FakeGraph
 from tests.fixtures.samba import SeededUser
 from tests.integration.conftest import active_blink_user
@@ -46,16 +47,8 @@ def demo(acme_client: Client, demo_connection: Connection) -> Connection:
 
 
 def active_users(client: Client, connection: Connection, count: int) -> list[BlinkUser]:
-    used = BlinkUser.objects.values("object_id")
-    entries = (Entry.objects.filter(connection=connection, kind="user", enabled=True,
-                                    protected=False)
-               .exclude(object_id__in=used).order_by("username")[:count])
     taken = BlinkUser.objects.count()
-    return [BlinkUser.objects.create(
-        client=client, connection=connection, object_id=entry.object_id,
-        username=entry.username, display_name=entry.name, phone=PHONES[taken + n],
-        status=BlinkUser.Status.ACTIVE,
-    ) for n, entry in enumerate(entries)]
+    return [demo_blink_user(client, connection, PHONES[taken + n]) for n in range(count)]
 
 
 @pytest.fixture

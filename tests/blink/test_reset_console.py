@@ -23,7 +23,7 @@ from directory.demo import POLICY, DemoDirectory
 from directory.models import Connection, Entry
 from directory.services import connection_save
 from sms.models import Message, OptOut
-from tests.conftest import password_in
+from tests.conftest import demo_blink_user, password_in
 
 PHONE = "+14155550166"
 SUPPORT = "help@acme-it.example"
@@ -39,20 +39,9 @@ def demo(acme_client: Client, demo_connection: Connection) -> Connection:
     return demo_connection
 
 
-def make_active(client: Client, connection: Connection, *, protected: bool = False,
-                phone: str = PHONE) -> BlinkUser:
-    entry = Entry.objects.filter(connection=connection, kind="user", enabled=True,
-                                 protected=protected).order_by("username").first()
-    assert entry is not None
-    return BlinkUser.objects.create(
-        client=client, connection=connection, object_id=entry.object_id,
-        username=entry.username, display_name=entry.name, phone=phone, status="active",
-    )
-
-
 @pytest.fixture
 def ava(acme_client: Client, demo: Connection) -> BlinkUser:
-    return make_active(acme_client, demo)
+    return demo_blink_user(acme_client, demo, PHONE)
 
 
 class Responses:
@@ -190,7 +179,7 @@ def test_unlock_clears_the_lockout_and_keeps_the_password(
 def test_a_protected_account_fails_with_the_reason_and_the_user_is_told_without_a_password(
     login, owner, acme_client, demo, sms_outbox, django_capture_on_commit_callbacks
 ):
-    dana = make_active(acme_client, demo, protected=True)
+    dana = demo_blink_user(acme_client, demo, PHONE, protected=True)
     browser = login(owner)
 
     pk = request_id(ask(browser, dana, "reset-password", django_capture_on_commit_callbacks))

@@ -11,7 +11,7 @@ from blink.resets import ResetRefused, reset_request_create
 from directory.demo import POLICY, DemoDirectory
 from directory.models import Connection, Entry
 from sms.models import Message
-from tests.conftest import password_in
+from tests.conftest import demo_blink_user, password_in
 
 PHONE = "+14155550177"
 ADMIN = Actor(label="olivia", ip="127.0.0.1")
@@ -24,16 +24,6 @@ def demo(acme_client, demo_connection):
     return demo_connection
 
 
-def active_user(client, connection, *, protected: bool = False) -> BlinkUser:
-    entry = Entry.objects.filter(connection=connection, kind="user", enabled=True,
-                                 protected=protected).order_by("username").first()
-    assert entry is not None
-    return BlinkUser.objects.create(
-        client=client, connection=connection, object_id=entry.object_id,
-        username=entry.username, display_name=entry.name, phone=PHONE, status="active",
-    )
-
-
 def run(request_fn, captured):
     with captured(execute=True):
         return request_fn()
@@ -42,7 +32,7 @@ def run(request_fn, captured):
 def test_reset_sets_a_must_change_password_sent_only_by_sms(
     acme_client, demo, sms_outbox, django_capture_on_commit_callbacks
 ):
-    user = active_user(acme_client, demo)
+    user = demo_blink_user(acme_client, demo, PHONE)
     request = run(lambda: reset_request_create(blink_user=user, actor=ADMIN, channel="console"),
                   django_capture_on_commit_callbacks)
     request.refresh_from_db()
@@ -61,7 +51,7 @@ def test_reset_sets_a_must_change_password_sent_only_by_sms(
 
 
 def test_only_active_users_can_be_reset(acme_client, demo):
-    user = active_user(acme_client, demo)
+    user = demo_blink_user(acme_client, demo, PHONE)
     BlinkUser.objects.filter(pk=user.pk).update(status="invited")
     user.refresh_from_db()
     with pytest.raises(ResetRefused, match="finished activation"):
@@ -74,7 +64,7 @@ def test_a_refused_reset_tells_the_user_to_contact_support_without_a_password(
 ):
     company.support_email = "help@acme-it.example"
     company.save()
-    user = active_user(acme_client, demo, protected=True)
+    user = demo_blink_user(acme_client, demo, PHONE, protected=True)
     request = run(lambda: reset_request_create(blink_user=user, actor=ADMIN, channel="sms"),
                   django_capture_on_commit_callbacks)
     request.refresh_from_db()
@@ -87,7 +77,7 @@ def test_a_refused_reset_tells_the_user_to_contact_support_without_a_password(
 
 def test_unlock_keeps_the_password(acme_client, demo, sms_outbox,
                                    django_capture_on_commit_callbacks):
-    user = active_user(acme_client, demo)
+    user = demo_blink_user(acme_client, demo, PHONE)
     directory = DemoDirectory(demo.pk)
     directory.reset_password(user.object_id, "Known-Pass-4466", must_change=False)
     for _ in range(POLICY.lockout_threshold):
@@ -107,7 +97,7 @@ def test_a_request_that_runs_again_reapplies_the_same_password(
 ):
     from blink.resets import reset_run
 
-    user = active_user(acme_client, demo)
+    user = demo_blink_user(acme_client, demo, PHONE)
     request = run(lambda: reset_request_create(blink_user=user, actor=ADMIN, channel="console"),
                   django_capture_on_commit_callbacks)
     sent = len(sms_outbox)
@@ -122,7 +112,7 @@ def test_a_request_is_queued_where_the_users_password_lives(
     acme_client, demo, broker, django_capture_on_commit_callbacks
 ):
     Connection.objects.filter(pk=demo.pk).update(queue="dir.globex")
-    ava = BlinkUser.objects.get(pk=active_user(acme_client, demo).pk)
+    ava = BlinkUser.objects.get(pk=demo_blink_user(acme_client, demo, PHONE).pk)
     # Sam is an Entra user synced from on-premises AD: the password is reset there.
     Connection.objects.create(client=acme_client, kind=Connection.Kind.ACTIVE_DIRECTORY,
                               queue="dir.onprem")
@@ -150,7 +140,7 @@ def test_a_central_worker_texts_the_outcome_itself_without_the_sms_queue(
 ):
     from blink.resets import reset_run
 
-    user = active_user(acme_client, demo, protected=protected)
+    user = demo_blink_user(acme_client, demo, PHONE, protected=protected)
     with django_capture_on_commit_callbacks(execute=False):  # not run yet
         request = reset_request_create(blink_user=user, actor=ADMIN, channel="sms")
     # This process as a worker started with -Q default,directory,sms.
@@ -179,7 +169,7 @@ def test_a_run_that_died_before_its_text_went_out_sends_it_when_the_task_comes_b
 ):
     from blink.resets import reset_run
 
-    user = active_user(acme_client, demo)
+    user = demo_blink_user(acme_client, demo, PHONE)
     with django_capture_on_commit_callbacks(execute=False):
         request = reset_request_create(blink_user=user, actor=ADMIN, channel="sms")
     # The run commits the request as sent, and its worker dies before the text goes out.

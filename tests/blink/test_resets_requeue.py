@@ -29,16 +29,15 @@ from clients.models import Client
 from directory.demo import DemoDirectory
 from directory.models import Connection
 from sms.backends.locmem import SentSms
-from tests.blink.test_reset_console import make_active
 from tests.broker import Broker
-from tests.conftest import password_in
+from tests.conftest import demo_blink_user, password_in
 
 ADMIN = Actor(label="olivia", ip="127.0.0.1")
 
 
 @pytest.fixture
 def ava(acme_client: Client, demo_connection: Connection) -> BlinkUser:
-    return make_active(acme_client, demo_connection)
+    return demo_blink_user(acme_client, demo_connection, "+14155550166")
 
 
 @pytest.fixture

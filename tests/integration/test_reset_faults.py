@@ -30,9 +30,8 @@ from directory.encryption import secrets_encrypt
 from directory.models import Connection
 from directory.services import connection_save
 from sms.models import Message, OutboxSms
-from tests.blink.test_reset_console import make_active
 from tests.broker import unreachable_broker
-from tests.conftest import password_in
+from tests.conftest import demo_blink_user, password_in
 from tests.integration.conftest import CeleryWorker
 from tests.sms.conftest import BLINK_NUMBER
 
@@ -56,7 +55,7 @@ def demo(acme_client: Client, demo_connection: Connection) -> Connection:
 
 @pytest.fixture
 def ava(acme_client: Client, demo: Connection) -> BlinkUser:
-    return make_active(acme_client, demo)
+    return demo_blink_user(acme_client, demo, PHONE)
 
 
 @pytest.fixture

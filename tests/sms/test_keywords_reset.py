@@ -21,12 +21,12 @@ from blink.models import AuditEvent, BlinkUser, ResetRequest
 from clients.models import Client, Company
 from clients.services import client_create
 from directory.demo import POLICY, DemoDirectory
-from directory.models import Connection, Entry
+from directory.models import Connection
 from sms.inbound import neutral_reply
 from sms.limits import PER_USER
 from sms.models import Message, OptOut, VerificationCode
 from tests.broker import unreachable_broker
-from tests.conftest import password_in
+from tests.conftest import demo_blink_user, password_in
 from tests.fakes.twilio import FakeTwilio
 from tests.servers import unavailable
 from tests.sms.conftest import STRANGER_PHONE, USER_PHONE, text_blink
@@ -41,24 +41,9 @@ def demo(acme_client: Client, demo_connection: Connection) -> Connection:
     return demo_connection
 
 
-def make_user(client: Client, connection: Connection, phone: str, *,
-              status: str = BlinkUser.Status.ACTIVE, enabled: bool = True,
-              protected: bool = False) -> BlinkUser:
-    """A Blink user for a demo directory user not yet given to Blink."""
-    used = BlinkUser.objects.filter(connection=connection).values("object_id")
-    entry = (Entry.objects.filter(connection=connection, kind="user", enabled=enabled,
-                                  protected=protected)
-             .exclude(object_id__in=used).order_by("username").first())
-    assert entry is not None
-    return BlinkUser.objects.create(
-        client=client, connection=connection, object_id=entry.object_id,
-        username=entry.username, display_name=entry.name, phone=phone, status=status,
-    )
-
-
 @pytest.fixture
 def alex(acme_client: Client, demo: Connection) -> BlinkUser:
-    return make_user(acme_client, demo, USER_PHONE)
+    return demo_blink_user(acme_client, demo, USER_PHONE)
 
 
 @pytest.fixture
@@ -197,17 +182,17 @@ def not_resettable(request: pytest.FixtureRequest, acme_client: Client, demo: Co
     """A number that texts RESET but must get nothing more than the neutral reply."""
     case = request.param
     if case == "not activated":
-        make_user(acme_client, demo, STRANGER_PHONE, status=BlinkUser.Status.VERIFYING_PHONE)
+        demo_blink_user(acme_client, demo, STRANGER_PHONE, status=BlinkUser.Status.VERIFYING_PHONE)
     elif case == "left the directory":
-        make_user(acme_client, demo, STRANGER_PHONE, status=BlinkUser.Status.LEFT_DIRECTORY)
+        demo_blink_user(acme_client, demo, STRANGER_PHONE, status=BlinkUser.Status.LEFT_DIRECTORY)
     elif case == "paused":
-        user = make_user(acme_client, demo, STRANGER_PHONE)
+        user = demo_blink_user(acme_client, demo, STRANGER_PHONE)
         BlinkUser.objects.filter(pk=user.pk).update(
             paused_until=timezone.now() + timedelta(hours=3))
     elif case == "disabled in the directory":
-        make_user(acme_client, demo, STRANGER_PHONE, enabled=False)
+        demo_blink_user(acme_client, demo, STRANGER_PHONE, enabled=False)
     elif case == "privileged":
-        make_user(acme_client, demo, STRANGER_PHONE, protected=True)
+        demo_blink_user(acme_client, demo, STRANGER_PHONE, protected=True)
     elif case == "another company's user":
         rival_demo = Connection.objects.create(client=rival_client, kind="demo")
         BlinkUser.objects.create(client=rival_client, connection=rival_demo, object_id="x",
@@ -219,7 +204,7 @@ def not_resettable(request: pytest.FixtureRequest, acme_client: Client, demo: Co
                                  username="gavin", phone=STRANGER_PHONE, status="active")
         Client.objects.filter(pk=hooli.pk).update(archived_at=timezone.now())
     elif case == "opted out":
-        make_user(acme_client, demo, STRANGER_PHONE)
+        demo_blink_user(acme_client, demo, STRANGER_PHONE)
         OptOut.objects.create(phone=STRANGER_PHONE)
     return str(case)
 

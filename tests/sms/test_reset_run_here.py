@@ -24,9 +24,8 @@ from directory.demo import DemoDirectory
 from directory.models import Connection
 from sms.inbound import neutral_reply
 from sms.models import Message
-from tests.blink.test_reset_console import make_active
 from tests.broker import Broker
-from tests.conftest import password_in
+from tests.conftest import demo_blink_user, password_in
 from tests.fakes.twilio import FakeTwilio
 from tests.sms.conftest import CENTRAL_QUEUES, USER_PHONE, Queued, receive
 
@@ -35,7 +34,7 @@ BACKSTOP_SECONDS = django_settings.CELERY_TASK_TIME_LIMIT + 31
 
 @pytest.fixture
 def alex(acme_client: Client, demo_connection: Connection) -> BlinkUser:
-    return make_active(acme_client, demo_connection, phone=USER_PHONE)
+    return demo_blink_user(acme_client, demo_connection, USER_PHONE)
 
 
 @pytest.fixture
