@@ -42,6 +42,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from _samba import table
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -225,15 +227,10 @@ def measure_add(browser: Any, client: Any) -> list[tuple[str, ...]]:
     ]
 
 
-def table(rows: list[tuple[str, ...]]) -> str:
+def results_table(rows: list[tuple[str, ...]]) -> str:
     head = ("request", "median ms", "range ms", "bytes", "queries 10k / 60",
             f"< {TARGET_MS:.0f} ms, constant")
-    widths = [max(len(row[i]) for row in [head, *rows]) for i in range(len(head))]
-    lines = ["| " + " | ".join(cell.ljust(w) for cell, w in zip(head, widths, strict=True))
-             + " |", "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    lines += ["| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
-              + " |" for row in rows]
-    return "\n".join(lines)
+    return table([head, *rows])
 
 
 def main() -> None:
@@ -282,7 +279,7 @@ def run(scratch: Path) -> None:
         rows += measure_add(browser, big)
         print(f"\nBlink User Setup, {USERS:,} users in 500 OUs, 50 groups ({engine}; "
               f"median of {RUNS}; Python {sys.version.split()[0]})\n")
-        print(table(rows))
+        print(results_table(rows))
     finally:
         connection.creation.destroy_test_db(original_name, verbosity=0)
 

@@ -38,6 +38,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import psycopg
 import redis
 import requests
+from _samba import table
 from cryptography.fernet import Fernet
 from twilio.request_validator import RequestValidator
 
@@ -265,13 +266,6 @@ def server_pids(admin_url: str, database: str, master: int) -> tuple[list[int], 
             "SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,))]
     return workers, backends
 
-
-def table(rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
-             for row in rows]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(lines)
 
 
 def main() -> None:

@@ -11,7 +11,6 @@ import time
 import uuid
 from datetime import timedelta
 from unittest import mock
-from urllib.parse import urlencode
 
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
@@ -33,7 +32,7 @@ from sms.models import Message, OutboxSms
 from tests.broker import unreachable_broker
 from tests.conftest import demo_blink_user, password_in
 from tests.integration.conftest import CeleryWorker
-from tests.sms.conftest import BLINK_NUMBER
+from tests.sms.conftest import BLINK_NUMBER, text_blink
 
 PHONE = "+14155550166"
 SUPPORT = "help@acme-it.example"
@@ -339,11 +338,7 @@ def test_with_redis_down_a_texted_reset_gets_503_and_twilios_retry_resets_once(
     sid = "SM" + uuid.uuid4().hex
 
     def text(body: str, *, from_: str = PHONE, message_sid: str | None = None):
-        params = twilio_server.inbound(to=BLINK_NUMBER, from_=from_, body=body, sid=message_sid)
-        signature = twilio_server.sign(company.site_url + "/sms/twilio/inbound", params)
-        return Browser().post("/sms/twilio/inbound", urlencode(params),
-                              content_type="application/x-www-form-urlencoded",
-                              headers={"X-Twilio-Signature": signature})
+        return text_blink(Browser(), twilio_server, company, body, from_=from_, sid=message_sid)
 
     with unreachable_broker():
         down = text("RESET", message_sid=sid)
