@@ -234,11 +234,12 @@ def _wrong_pin(blink_user: BlinkUser, phone: str) -> list[models.Model]:
         blink_user=blink_user, purpose="sms_pin", phone=phone, code_hash="",
         expires_at=now, attempts=1, revoked_at=now,
     )
-    if wrong_try_counted(blink_user) is None:
-        return [attempt]
-    return [attempt, _refuse(blink_user, "self_service.paused",
-                             "10 wrong codes or PINs in 24 hours: self-service paused for 24 "
-                             "hours")]
+    if wrong_try_counted(blink_user) is not None:
+        # Not a row to take back (see Handler): a pause stands even if this text must wait,
+        # and so does the event that says why.
+        _refuse(blink_user, "self_service.paused",
+                "10 wrong codes or PINs in 24 hours: self-service paused for 24 hours")
+    return [attempt]
 
 
 def _pin_ok(blink_user: BlinkUser, pin: str) -> bool:

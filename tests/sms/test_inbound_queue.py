@@ -12,6 +12,7 @@ from unittest import mock
 
 import kombu.exceptions
 import pytest
+from django.contrib.auth.hashers import make_password
 from django.db import connection
 from django.test import Client as HttpClient
 from django.test.utils import CaptureQueriesContext
@@ -19,7 +20,7 @@ from django.utils import timezone
 from pytest_django.fixtures import Settings
 
 from blink.audit import SYSTEM
-from blink.models import BlinkUser, ResetRequest
+from blink.models import AuditEvent, BlinkUser, ResetRequest
 from clients.models import Company
 from clients.services import company_settings_update
 from sms.inbound import (
@@ -29,7 +30,7 @@ from sms.inbound import (
     inbound_company,
     inbound_requeue,
 )
-from sms.models import Message
+from sms.models import Message, VerificationCode
 from sms.services import REDACTED
 from tests.broker import Broker, unreachable_broker
 from tests.fakes.twilio import FakeTwilio
@@ -260,3 +261,26 @@ def test_a_refused_webhook_leaves_a_waiting_text_of_the_same_sid_alone(
 
     assert response.status_code == 503
     assert inbound().status == "queued"  # still there for inbound_requeue
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pause_stands_with_its_reason_when_the_text_that_caused_it_must_wait(
+    webhook: Callable[..., Queued], blink_user: BlinkUser
+) -> None:
+    blink_user.client.sms_reset_needs_pin = True
+    blink_user.client.save()
+    BlinkUser.objects.filter(pk=blink_user.pk).update(pin_hash=make_password("4821"))
+    now = timezone.now()
+    for _ in range(9):  # nine wrong codes or PINs today already
+        VerificationCode.objects.create(blink_user=blink_user, purpose="sms_pin", code_hash="",
+                                        phone=USER_PHONE, expires_at=now, attempts=1,
+                                        revoked_at=now)
+    task = webhook("RESET 0000")
+
+    with unreachable_broker(), pytest.raises(kombu.exceptions.OperationalError):
+        receive(task)  # the tenth: the user is paused, then the reply cannot be queued
+
+    blink_user.refresh_from_db()
+    assert blink_user.paused_until is not None and blink_user.paused_until > timezone.now()
+    assert AuditEvent.objects.filter(action="self_service.paused").count() == 1
+    assert inbound().status == "queued"
