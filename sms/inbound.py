@@ -4,7 +4,8 @@ The Twilio webhook and the development outbox's "reply as this phone" box both c
 through ``inbound_queue``, which hands the text, sealed, to a worker (task
 ``inbound_receive`` on the ``sms`` queue); the worker finds the sender, records the text
 once per provider message id and routes it by keyword, all in one transaction. The webhook
-itself never reads or writes the database for a text, nor looks at who sent it. Replies
+itself never reads or writes the database for a text (unless the broker is down: then it
+keeps the text waiting), nor looks at who sent it. Replies
 never depend on whether the sender is a Blink user: an unknown number gets exactly the text
 a user's number gets (no enumeration).
 
@@ -24,7 +25,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth.hashers import check_password
 from django.core.cache import cache, caches
-from django.db import IntegrityError, models, transaction
+from django.db import DatabaseError, IntegrityError, models, transaction
 from django.utils import timezone
 
 from blink.activation import pin_shaped
@@ -54,8 +55,8 @@ Handler = Callable[[Message, str], list[models.Model]]
 
 
 class InboundUnavailable(Exception):
-    """The reply could not be queued (the broker is down); nothing was kept. Ask the
-    provider to deliver the message again later."""
+    """The text could not be queued (the broker is down). It waits in the database, if it
+    could be kept there, for beat's sweep; tell the provider it was not taken."""
 
 
 # Which company owns a number changes about never; each web process remembers it this long
@@ -387,8 +388,11 @@ def inbound_queue(
     database and the directories are doing.
 
     The sender and the text travel sealed: a "RESET 1234" must not sit in the broker
-    readable. Raises ``InboundUnavailable`` when the task cannot be queued; then nothing
-    is kept, so the provider's next delivery of the same message is acted on afresh.
+    readable. Raises ``InboundUnavailable`` when the task cannot be queued. The text is
+    then kept waiting in the database, as a worker keeps one whose replies it could not
+    queue, for beat's ``inbound_requeue`` once the broker is back: Twilio does not
+    deliver a message again after an error answer unless its webhook URL asks it to.
+    A delivery that does come again finds the text waiting and acts on it, once.
     """
     from sms.tasks import inbound_receive as task
 
@@ -399,9 +403,30 @@ def inbound_queue(
         task.apply_async((company.pk, blink_number, provider_id, sealed), queue=SMS_QUEUE,
                          argsrepr="(sealed)", kwargsrepr="{}")  # type: ignore[call-arg]
     except PUBLISH_ERRORS as error:
-        log.warning("sms from %s not queued: the task broker is unavailable (%s)",
-                    phone_mask(phone), type(error).__name__)
+        kept = _keep_waiting(company=company, phone=phone, blink_number=blink_number,
+                             body=body, provider_id=provider_id)
+        log.warning("sms from %s not queued: the task broker is unavailable (%s); %s",
+                    phone_mask(phone), type(error).__name__,
+                    "it waits in the database" if kept else "it could not be kept either")
         raise InboundUnavailable(provider_id) from error
+
+
+def _keep_waiting(*, company: Company, phone: str, blink_number: str, body: str,
+                  provider_id: str) -> bool:
+    """Record a text no worker could be told about as queued (sender not yet looked up,
+    a PIN sealed), for ``inbound_requeue``; whether it is in the database now."""
+    try:
+        Message.objects.create(
+            company=company, direction=Message.Direction.INBOUND, kind="inbound",
+            phone=phone, blink_number=blink_number, body=_stored_body(body),
+            sealed_body=_sealed(body), status=Message.Status.QUEUED, provider_id=provider_id,
+        )
+    except IntegrityError:
+        return True  # an earlier delivery of the same message is already here
+    except DatabaseError:
+        log.exception("could not keep the text %s waiting", provider_id)
+        return False
+    return True
 
 
 class _Seen(Exception):

@@ -102,8 +102,9 @@ def dev_outbox_reply(request: ConsoleRequest) -> HttpResponse:
             body=form.cleaned_data["text"], provider_id="SMDEV" + secrets.token_hex(14)[:29],
         )
     except InboundUnavailable:
-        messages.error(request, "Blink could not queue its reply: the task broker is down. "
-                       "Start Redis and text again.")
+        messages.error(request, "Blink could not queue this text: the task broker is down. "
+                       "It waits in the database; beat's sweep acts on it once Redis "
+                       "is back.")
     else:
         messages.success(request, f"Texted Blink as {phone_mask(phone)}.")
     return redirect("dev-outbox")

@@ -169,7 +169,9 @@ def twilio_inbound(request: HttpRequest) -> HttpResponse:
         inbound_queue(company=company, phone=data["From"], blink_number=data["To"],
                       body=data["Body"], provider_id=data["MessageSid"])
     except InboundUnavailable:
-        # Twilio tries again later; nothing of this attempt was kept.
+        # The text waits in the database for the broker (see inbound_queue); the error
+        # shows in Twilio's console, and a delivery again, if the URL asks for retries,
+        # acts on the waiting text once.
         return HttpResponse("Blink is busy; try again shortly.", status=503,
                             content_type="text/plain", headers={"Retry-After": "30"})
     return _twiml()

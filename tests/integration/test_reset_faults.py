@@ -329,8 +329,9 @@ def test_with_redis_down_the_console_says_so_and_leaves_nothing_queued(
 def test_with_redis_down_a_texted_reset_gets_503_and_twilios_retry_resets_once(
     celery_worker: CeleryWorker, twilio_server, settings, ava, demo
 ):
-    """The webhook with a real broker refusing, then back: 503 and nothing kept; the same
-    MessageSid delivered again (twice) makes one reset and one password text."""
+    """The webhook with a real broker refusing, then back: 503, and the text waits with
+    nothing done; the same MessageSid delivered again (twice) makes one reset and one
+    password text."""
     settings.TWILIO_AUTH_TOKEN = twilio_server.auth_token
     company = ava.client.company
     company.sms_number = BLINK_NUMBER
@@ -344,7 +345,8 @@ def test_with_redis_down_a_texted_reset_gets_503_and_twilios_retry_resets_once(
         down = text("RESET", message_sid=sid)
 
     assert (down.status_code, down["Retry-After"]) == (503, "30")
-    assert not Message.objects.exists() and not ResetRequest.objects.exists()
+    assert list(Message.objects.values_list("direction", "status")) == [("in", "queued")]
+    assert not ResetRequest.objects.exists()
 
     assert text("RESET", message_sid=sid).status_code == 200
     assert text("RESET", message_sid=sid).status_code == 200

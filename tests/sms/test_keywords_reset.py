@@ -22,7 +22,7 @@ from clients.models import Client, Company
 from clients.services import client_create
 from directory.demo import POLICY, DemoDirectory
 from directory.models import Connection
-from sms.inbound import neutral_reply
+from sms.inbound import REQUEUE_AFTER, inbound_requeue, neutral_reply
 from sms.limits import PER_USER
 from sms.models import Message, OptOut, VerificationCode
 from tests.broker import unreachable_broker
@@ -335,7 +335,7 @@ def test_a_user_over_the_send_cap_is_told_once_when_to_try_again(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_with_the_broker_down_a_reset_answers_503_and_leaves_nothing(
+def test_with_the_broker_down_a_reset_answers_503_and_waits_with_nothing_done(
     twilio_webhooks: FakeTwilio, numbered: Company, pin_client: Client, alex: BlinkUser,
     client: HttpClient,
 ) -> None:
@@ -345,8 +345,12 @@ def test_with_the_broker_down_a_reset_answers_503_and_leaves_nothing(
         wrong_pin = text_blink(client, twilio_webhooks, numbered, "RESET 0000")
 
     assert (down.status_code, down.headers["Retry-After"]) == (503, "30")
-    assert wrong_pin.status_code == 503  # not even counted: nothing was kept
-    assert not Message.objects.exists() and not ResetRequest.objects.exists()
+    assert wrong_pin.status_code == 503
+    # Both texts wait, PINs sealed; nothing is acted on, the wrong PIN not even counted.
+    waiting = list(Message.objects.order_by("id"))
+    assert [(m.direction, m.status) for m in waiting] == [("in", "queued")] * 2
+    assert not any(pin in m.body + m.sealed_body for m in waiting for pin in (PIN, "0000"))
+    assert not ResetRequest.objects.exists()
     assert not AuditEvent.objects.filter(action__startswith="reset.").exists()
     assert not VerificationCode.objects.exists()
     assert twilio_webhooks.accepted == []
@@ -359,3 +363,13 @@ def test_with_the_broker_down_a_reset_answers_503_and_leaves_nothing(
                 .order_by("id").values_list("action", "result")) == [("reset.request", "ok"),
                                                       ("reset.run", "ok")]
     assert bodies(twilio_webhooks)[-1].startswith("Your temporary password")
+
+    # Twilio never delivers the other again; beat's sweep acts on it, as it came.
+    Message.objects.filter(status="queued").update(
+        created_at=timezone.now() - REQUEUE_AFTER - timedelta(seconds=1))
+    assert inbound_requeue() == 1
+    assert not Message.objects.filter(status="queued").exists()
+    assert VerificationCode.objects.filter(purpose="sms_pin").count() == 1
+    assert AuditEvent.objects.get(action="reset.request", result="refused").detail["reason"] \
+        == "wrong PIN"
+    assert ResetRequest.objects.count() == 1

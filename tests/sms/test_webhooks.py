@@ -310,23 +310,32 @@ def test_only_post_is_allowed(client: HttpClient) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_with_the_broker_down_a_text_gets_503_and_leaves_nothing(
+def test_with_the_broker_down_a_text_gets_503_and_waits_in_the_database(
     twilio_webhooks: FakeTwilio, numbered: Company, client: HttpClient
 ) -> None:
     sid = "SM" + "5" * 32
     with unreachable_broker():
         down = text_blink(client, twilio_webhooks, numbered, "START", sid=sid)
+        twice = text_blink(client, twilio_webhooks, numbered, "START", sid=sid)
 
-    assert down.status_code == 503
-    assert not Message.objects.exists()
+    assert (down.status_code, twice.status_code) == (503, 503)
+    # Kept once, as it came, for beat's sweep; nothing acted on yet.
+    [waiting] = Message.objects.all()
+    assert (waiting.direction, waiting.status, waiting.provider_id, waiting.body) == (
+        Message.Direction.INBOUND, Message.Status.QUEUED, sid, "START")
+    assert str(waiting.phone) == USER_PHONE and waiting.blink_user is None
     assert twilio_webhooks.accepted == []
 
-    # Twilio delivers the same message again once Blink is back: it acts then, once.
+    # Delivered again once Blink is back (a fallback URL, or retries asked for in the
+    # webhook URL): the waiting text is acted on, once.
     again = text_blink(client, twilio_webhooks, numbered, "START", sid=sid)
     assert again.status_code == 200
     assert Message.objects.filter(direction=Message.Direction.INBOUND).count() == 1
+    assert Message.objects.get(direction=Message.Direction.INBOUND).status == "received"
     [reply] = twilio_webhooks.messages_to(USER_PHONE)
     assert "back on" in reply.body
+    assert text_blink(client, twilio_webhooks, numbered, "START", sid=sid).status_code == 200
+    assert len(twilio_webhooks.messages_to(USER_PHONE)) == 1
 
 
 def test_error_reports_hide_the_text_of_an_inbound_sms(rf: Any, company: Company) -> None:
