@@ -74,6 +74,11 @@ class BlinkUser(models.Model):
     def is_active(self) -> bool:
         return self.status == self.Status.ACTIVE
 
+    def pin_missing(self) -> bool:
+        """Active, on a client whose SMS reset needs a PIN, without one (activated before
+        the client asked for it): texted resets are refused until they activate again."""
+        return self.is_active() and self.client.sms_reset_needs_pin and not self.pin_hash
+
     def masked_phone(self) -> str:
         """The phone as admins and logs see it: the last four digits only."""
         return phone_mask(str(self.phone)) if self.phone else ""

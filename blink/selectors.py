@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from django.db.models import QuerySet
 
-from blink.models import AuditEvent
+from blink.models import AuditEvent, BlinkUser
 from clients.models import Client, Company
 
 
@@ -45,3 +45,9 @@ def audit_action_names(*, company: Company) -> list[str]:
         .values_list("action", flat=True)
         .distinct()
     )
+
+
+def pin_missing_count(*, client: Client) -> int:
+    """How many of the client's Active Blink users have no PIN (see ``BlinkUser.pin_missing``)."""
+    return BlinkUser.objects.filter(client=client, status=BlinkUser.Status.ACTIVE,
+                                    pin_hash="").count()

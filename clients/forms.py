@@ -166,6 +166,12 @@ class ClientForm(OneValueForm):
     unlock_on_reset = forms.BooleanField(
         required=False, initial=True, label="Unlock the account when resetting its password"
     )
+    sms_reset_needs_pin = forms.BooleanField(
+        required=False, initial=False, label="SMS reset needs the user's PIN",
+        help_text="Users choose a 4–6 digit PIN when they activate and text RESET 1234. "
+        "Guards against recycled and spoofed numbers. Users who activated before this "
+        "was on must activate again to choose one.",
+    )
 
     def __init__(self, *args: Any, company: Company, instance: Client | None = None,
                  **kwargs: Any) -> None:

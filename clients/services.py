@@ -15,7 +15,7 @@ from clients.models import Branding, Client, Company, Membership, Role
 
 COMPANY_FIELDS = ("name", "support_email", "site_url", "default_country", "sms_number",
                   "messaging_service_sid")
-CLIENT_FIELDS = ("name", "temp_password_length", "unlock_on_reset")
+CLIENT_FIELDS = ("name", "temp_password_length", "unlock_on_reset", "sms_reset_needs_pin")
 
 
 def _snapshot(obj: object, fields: tuple[str, ...]) -> dict[str, Any]:
@@ -120,11 +120,11 @@ def branding_update(
 @transaction.atomic
 def client_create(
     *, company: Company, actor: Actor, name: str, temp_password_length: int = 12,
-    unlock_on_reset: bool = True,
+    unlock_on_reset: bool = True, sms_reset_needs_pin: bool = False,
 ) -> Client:
     """Add a client company to the MSP."""
     client = Client(company=company, name=name, temp_password_length=temp_password_length,
-                    unlock_on_reset=unlock_on_reset)
+                    unlock_on_reset=unlock_on_reset, sms_reset_needs_pin=sms_reset_needs_pin)
     client.full_clean()
     client.save()
     audit_record(company=company, actor=actor, action="client.create", target=client.name,
@@ -135,13 +135,14 @@ def client_create(
 @transaction.atomic
 def client_update(
     *, client: Client, actor: Actor, name: str, temp_password_length: int,
-    unlock_on_reset: bool,
+    unlock_on_reset: bool, sms_reset_needs_pin: bool,
 ) -> Client:
     """Change a client's name and reset policy."""
     before = _snapshot(client, CLIENT_FIELDS)
     client.name = name
     client.temp_password_length = temp_password_length
     client.unlock_on_reset = unlock_on_reset
+    client.sms_reset_needs_pin = sms_reset_needs_pin
     client.full_clean()
     client.save()
     changed = changes_between(before, _snapshot(client, CLIENT_FIELDS))

@@ -10,6 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from blink.audit import Actor
 from blink.emails import activation_email_render
+from blink.selectors import pin_missing_count
 from clients import services
 from clients.branding import EMAIL_PLACEHOLDERS, colour_warnings
 from clients.forms import BrandingForm, ClientForm, CompanySettingsForm
@@ -179,10 +180,13 @@ def client_edit(request: ConsoleRequest, client_id: int) -> HttpResponse:
     if request.method == "POST":
         form = ClientForm(request.POST, company=company, instance=client)
         if form.is_valid():
+            needed_pin = client.sms_reset_needs_pin
             services.client_update(
                 client=client, actor=Actor.from_request(request), **form.cleaned_data
             )
             messages.success(request, f"Client “{client.name}” saved.")
+            if client.sms_reset_needs_pin and not needed_pin:
+                _pin_missing_warn(request, client)
             return redirect("client-list")
     else:
         form = ClientForm(
@@ -192,10 +196,25 @@ def client_edit(request: ConsoleRequest, client_id: int) -> HttpResponse:
                 "name": client.name,
                 "temp_password_length": client.temp_password_length,
                 "unlock_on_reset": client.unlock_on_reset,
+                "sms_reset_needs_pin": client.sms_reset_needs_pin,
             },
         )
     return render(
         request, "clients/client_form.html", {"form": form, "client": client, "section": "clients"}
+    )
+
+
+def _pin_missing_warn(request: HttpRequest, client: Client) -> None:
+    """Say who the PIN just turned on leaves unable to reset by SMS, and what to do."""
+    missing = pin_missing_count(client=client)
+    if not missing:
+        return
+    who = "Active user has" if missing == 1 else "Active users have"
+    messages.warning(
+        request,
+        f"{missing} {who} no PIN yet. Blink refuses their texted resets until they "
+        "choose one: on Blink Users, Reset User sends them a new activation email, in which "
+        "they choose a PIN. You can still reset them from the console.",
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -11,9 +12,10 @@ from django.contrib.auth.models import User
 from django.test import Client as HttpClient
 
 from blink.audit import SYSTEM
-from blink.models import AuditEvent
+from blink.models import AuditEvent, BlinkUser
 from clients.models import Client, Company
 from clients.services import client_archive, client_create
+from directory.services import connection_save
 
 NEW_CLIENT = {"name": "Umbrella Corp", "temp_password_length": "16", "unlock_on_reset": "on"}
 
@@ -253,6 +255,8 @@ def test_add_form_starts_with_the_defaults(
     page = login(owner).get("/clients/add/").content.decode()
     assert 'name="temp_password_length" value="12"' in page
     assert 'name="unlock_on_reset" id="id_unlock_on_reset" checked' in page
+    assert 'id="id_sms_reset_needs_pin"' in page
+    assert 'id="id_sms_reset_needs_pin" checked' not in page
 
 
 def test_add_a_client_with_the_defaults(
@@ -302,6 +306,48 @@ def test_edit_form_shows_current_values(
     assert "Edit Globex" in page
     assert 'value="30"' in page
     assert 'id="id_unlock_on_reset" checked' not in page
+
+
+def test_turning_on_the_pin_names_the_active_users_who_have_none(
+    login: Callable[..., HttpClient], owner: User, acme_client: Client
+) -> None:
+    """The option is in the client form; turning it on says how many Active users it
+    leaves unable to reset by SMS and what to do, and Blink Users marks them."""
+    connection = connection_save(client=acme_client, actor=SYSTEM, kind="demo",
+                                 parameters={}, secrets={})
+    for n, (status, pin_hash) in enumerate([("active", ""), ("active", ""),
+                                            ("active", "pbkdf2_sha256$x"), ("invited", "")]):
+        BlinkUser.objects.create(client=acme_client, connection=connection,
+                                 object_id=f"obj-{n}", username=f"user{n}",
+                                 display_name=f"User {n}", status=status, pin_hash=pin_hash)
+    browser = login(owner)
+    assert "No PIN" not in _page_text(browser.get("/users/"))
+    form = {"name": "Globex", "temp_password_length": "12", "unlock_on_reset": "on",
+            "sms_reset_needs_pin": "on"}
+
+    response = browser.post(f"/clients/{acme_client.pk}/", form, follow=True)
+
+    page = _page_text(response)
+    assert _fresh(acme_client).sms_reset_needs_pin
+    assert "2 Active users have no PIN yet. Blink refuses their texted resets" in page
+    assert "Reset User sends them a new activation email" in page
+    row = page.split(">Globex</a>", 1)[1].split("</tr>", 1)[0]
+    assert re.findall(r"<td>([^<]*)</td>", row) == ["12", "Yes", "Yes"]
+    event = AuditEvent.objects.filter(action="client.update").latest("id")
+    assert "sms_reset_needs_pin" in str(event.detail["changed"])
+    users = _page_text(browser.get("/users/"))
+    assert users.count(">No PIN</span>") == 2
+    assert 'id="id_sms_reset_needs_pin" checked' in \
+        browser.get(f"/clients/{acme_client.pk}/").content.decode()
+
+    # Saved again with it still on: nothing new to say.
+    again = _page_text(browser.post(f"/clients/{acme_client.pk}/", form, follow=True))
+    assert "no PIN yet" not in again
+    # Off: nobody is refused for want of a PIN.
+    del form["sms_reset_needs_pin"]
+    browser.post(f"/clients/{acme_client.pk}/", form)
+    assert not _fresh(acme_client).sms_reset_needs_pin
+    assert "No PIN" not in _page_text(browser.get("/users/"))
 
 
 def test_archive_then_restore(
