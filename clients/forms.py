@@ -43,6 +43,10 @@ class CompanySettingsForm(OneValueForm):
         max_length=254, required=False, label="Support email",
         help_text="Shown in every email and page Blink sends your users.",
     )
+    notify_support_on_reset = forms.BooleanField(
+        required=False, label="Email the support address after every reset or unlock",
+        help_text="Who, which account, when and who asked. Never the password.",
+    )
     site_url = forms.URLField(
         max_length=200, label="Public site URL", assume_scheme="https",
         help_text="The address your users reach Blink at. Links in emails and SMS are built "
@@ -76,6 +80,9 @@ class CompanySettingsForm(OneValueForm):
         country = self.cleaned_data.get("default_country")
         if typed and country:
             self.cleaned_data["sms_number"] = self._sms_number(typed, country)
+        if self.cleaned_data.get("notify_support_on_reset") and \
+                not self.cleaned_data.get("support_email") and "support_email" not in self.errors:
+            self.add_error("notify_support_on_reset", "Enter the support email to send these to.")
         return cleaned
 
     def _sms_number(self, typed: str, country: str) -> str:

@@ -14,7 +14,7 @@ from clients.branding import Logo
 from clients.models import Branding, Client, Company, Membership, Role
 
 COMPANY_FIELDS = ("name", "support_email", "site_url", "default_country", "sms_number",
-                  "messaging_service_sid")
+                  "messaging_service_sid", "notify_support_on_reset")
 CLIENT_FIELDS = ("name", "temp_password_length", "unlock_on_reset", "sms_reset_needs_pin")
 
 
@@ -45,12 +45,12 @@ def company_create(
 def company_settings_update(
     *, company: Company, actor: Actor, name: str, support_email: str, site_url: str,
     default_country: str, sms_number: str | None = None,
-    messaging_service_sid: str | None = None,
+    messaging_service_sid: str | None = None, notify_support_on_reset: bool | None = None,
 ) -> Company:
     """Change the company's general settings.
 
-    ``sms_number`` (E.164, or "" for Blink's shared number) and ``messaging_service_sid``
-    are left as they are when not given.
+    ``sms_number`` (E.164, or "" for Blink's shared number), ``messaging_service_sid`` and
+    ``notify_support_on_reset`` are left as they are when not given.
     """
     before = _snapshot(company, COMPANY_FIELDS)
     company.name = name
@@ -61,6 +61,8 @@ def company_settings_update(
         company.sms_number = sms_number
     if messaging_service_sid is not None:
         company.messaging_service_sid = messaging_service_sid
+    if notify_support_on_reset is not None:
+        company.notify_support_on_reset = notify_support_on_reset
     company.full_clean()
     company.save()
     from sms.inbound import inbound_company_forget

@@ -39,6 +39,7 @@ def settings_general(request: ConsoleRequest) -> HttpResponse:
             initial={
                 "name": company.name,
                 "support_email": company.support_email,
+                "notify_support_on_reset": company.notify_support_on_reset,
                 "site_url": company.site_url,
                 "default_country": company.default_country,
                 "sms_number": str(company.sms_number or ""),

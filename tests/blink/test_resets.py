@@ -50,6 +50,33 @@ def test_reset_sets_a_must_change_password_sent_only_by_sms(
                                                       ("reset.request", "ok")]
 
 
+def test_support_is_emailed_after_each_reset_and_unlock_when_the_company_asks(
+    acme_client, company, demo, sms_outbox, mailoutbox, django_capture_on_commit_callbacks
+):
+    user = demo_blink_user(acme_client, demo, PHONE)
+    run(lambda: reset_request_create(blink_user=user, actor=ADMIN, channel="console"),
+        django_capture_on_commit_callbacks)
+    assert mailoutbox == []  # off by default
+
+    company.support_email = "help@acme-it.example"
+    company.notify_support_on_reset = True
+    company.save()
+    user.refresh_from_db()
+    for kind in ("reset", "unlock"):
+        run(lambda kind=kind: reset_request_create(blink_user=user, actor=ADMIN,
+                                                   channel="console", kind=kind),
+            django_capture_on_commit_callbacks)
+
+    assert [(m.to, m.subject) for m in mailoutbox] == [
+        (["help@acme-it.example"], f"Blink: {user}'s password was reset"),
+        (["help@acme-it.example"], f"Blink: {user}'s account was unlocked"),
+    ]
+    assert f"({user.username}) of Globex" in mailoutbox[0].body
+    assert "asked by olivia (Console)" in mailoutbox[0].body
+    password = password_in([m["body"] for m in sms_outbox if "temporary" in m["body"]][-1])
+    assert not any(password in m.body or password in m.subject for m in mailoutbox)
+
+
 def test_only_active_users_can_be_reset(acme_client, demo):
     user = demo_blink_user(acme_client, demo, PHONE)
     BlinkUser.objects.filter(pk=user.pk).update(status="invited")

@@ -205,3 +205,26 @@ def test_bad_input_is_refused_with_a_message_and_nothing_saved(
     assert "Company settings saved." not in page
     assert _saved(company) == before
     assert not AuditEvent.objects.filter(company=company, action="company.update").exists()
+
+
+def test_the_support_address_can_be_emailed_after_every_reset(
+    login: Callable[..., HttpClient], owner: User, company: Company
+) -> None:
+    browser = login(owner)
+    assert 'id="id_notify_support_on_reset" checked' not in browser.get(URL).content.decode()
+
+    without_address = browser.post(URL, {**VALID, "support_email": "",
+                                         "notify_support_on_reset": "on"})
+    assert without_address.status_code == 200
+    assert "Enter the support email to send these to." in _page_text(without_address)
+    assert not Company.objects.get(pk=company.pk).notify_support_on_reset
+
+    saved = browser.post(URL, {**VALID, "notify_support_on_reset": "on"}, follow=True)
+    assert "Company settings saved." in _page_text(saved)
+    assert Company.objects.get(pk=company.pk).notify_support_on_reset
+    assert 'id="id_notify_support_on_reset" checked' in browser.get(URL).content.decode()
+    event = AuditEvent.objects.filter(action="company.update").latest("id")
+    assert "notify_support_on_reset" in str(event.detail["changed"])
+
+    browser.post(URL, VALID)  # unticked
+    assert not Company.objects.get(pk=company.pk).notify_support_on_reset
