@@ -146,9 +146,12 @@ def test_reset_password_from_the_console_texts_a_working_password_no_one_else_se
                         ("the database", "\n".join(stored))]:
         assert password not in text, f"the password is in {where}"
     # One event for the admin's request and one for the worker's outcome, nothing else.
+    # From where: the admin's address, on both.
     assert list(AuditEvent.objects.filter(target_label=ava.username)
-                .values_list("action", "result", "actor_label")) == [
-        ("reset.run", "ok", owner.username), ("reset.request", "ok", owner.username)]
+                .values_list("action", "result", "actor_label", "ip_address")) == [
+        ("reset.run", "ok", owner.username, "127.0.0.1"),
+        ("reset.request", "ok", owner.username, "127.0.0.1")]
+    assert reset.ip_address == "127.0.0.1"
 
 
 def test_unlock_clears_the_lockout_and_keeps_the_password(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 
 import blink.celery
 from blink.audit import Actor
@@ -75,6 +76,29 @@ def test_support_is_emailed_after_each_reset_and_unlock_when_the_company_asks(
     assert "asked by olivia (Console)" in mailoutbox[0].body
     password = password_in([m["body"] for m in sms_outbox if "temporary" in m["body"]][-1])
     assert not any(password in m.body or password in m.subject for m in mailoutbox)
+
+
+@pytest.mark.parametrize("unlock_on_reset", [True, False])
+def test_a_reset_unlocks_the_account_only_when_the_client_says_so(
+    acme_client, demo, sms_outbox, django_capture_on_commit_callbacks, unlock_on_reset
+):
+    acme_client.unlock_on_reset = unlock_on_reset
+    acme_client.save()
+    user = demo_blink_user(acme_client, demo, PHONE)
+    directory = DemoDirectory(demo.pk)
+    for _ in range(POLICY.lockout_threshold):
+        directory.sign_in(user.object_id, "wrong")
+    BlinkUser.objects.filter(pk=user.pk).update(locked_since=timezone.now())
+    user.refresh_from_db()
+
+    run(lambda: reset_request_create(blink_user=user, actor=ADMIN, channel="console"),
+        django_capture_on_commit_callbacks)
+
+    password = password_in(sms_outbox[-1]["body"])
+    assert directory.sign_in(user.object_id, password) == (
+        "must_change" if unlock_on_reset else "locked")
+    user.refresh_from_db()
+    assert (user.locked_since is None) is unlock_on_reset
 
 
 def test_only_active_users_can_be_reset(acme_client, demo):
