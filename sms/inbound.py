@@ -164,13 +164,15 @@ def keyword_help(message: Message, argument: str = "") -> list[models.Model]:
 
 def keyword_stop(message: Message, argument: str = "") -> list[models.Model]:
     """STOP and its synonyms: remember the opt-out. Twilio confirms it to the user itself."""
-    phone_opt_out(phone=str(message.phone))
+    phone_opt_out(phone=str(message.phone), company=message.company,
+                  blink_user=message.blink_user, how="texted STOP")
     return []
 
 
 def keyword_start(message: Message, argument: str = "") -> list[models.Model]:
     """START, UNSTOP, YES: forget the opt-out and say so."""
-    phone_opt_in(phone=str(message.phone))
+    phone_opt_in(phone=str(message.phone), company=message.company,
+                 blink_user=message.blink_user)
     return _reply(message, kind="opt_in", text=(
         f"{message.company.name} Blink messages are back on. Text RESET for a new password "
         "or UNLOCK to unlock your account."

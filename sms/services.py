@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 from phonenumber_field.phonenumber import PhoneNumber
 
+from blink.audit import Actor, audit_record
 from blink.celery import runs_here
 from blink.models import BlinkUser, phone_mask
 from clients.models import Company
@@ -227,7 +228,8 @@ def message_deliver(*, message_id: int, final_attempt: bool = True,
                       "send it again later.")
         log.warning("sms %s to %s failed (%s)", message.pk, masked, error.code)
         if error.code == OPTED_OUT_CODE:
-            phone_opt_out(phone=str(message.phone))
+            phone_opt_out(phone=str(message.phone), company=message.company,
+                          blink_user=message.blink_user, how=OPTED_OUT_HOW)
         _settle(message, status=Message.Status.FAILED, error_code=error.code,
                 error_message=reason[:300], sealed_body="")
         return "failed"
@@ -279,6 +281,7 @@ def messages_requeue() -> int:
 # -- Opt-outs and delivery reports -----------------------------------------------------------
 
 OPTED_OUT_CODE = "21610"
+OPTED_OUT_HOW = "Twilio refused a message: the number is unsubscribed (error 21610)"
 
 # What Twilio's delivery error codes mean, for the admin who reads the message's status.
 DELIVERY_ERRORS = {
@@ -312,16 +315,33 @@ _FINAL = {
 }
 
 
-def phone_opt_out(*, phone: str) -> None:
-    """Remember that ``phone`` texted STOP (or Twilio reported it unsubscribed)."""
-    OptOut.objects.get_or_create(phone=phone)
+def phone_opt_out(*, phone: str, company: Company, blink_user: BlinkUser | None,
+                  how: str) -> None:
+    """Remember that ``phone`` texted STOP (or Twilio reported it unsubscribed); ``how``
+    says which, for the audit event the change leaves in ``company``'s trail."""
+    _, created = OptOut.objects.get_or_create(phone=phone)
     log.info("%s opted out of Blink's SMS", phone_mask(phone))
+    if created:
+        _opt_audit("sms.opt_out", phone=phone, company=company, blink_user=blink_user, how=how)
 
 
-def phone_opt_in(*, phone: str) -> None:
+def phone_opt_in(*, phone: str, company: Company, blink_user: BlinkUser | None) -> None:
     """Forget an opt-out: the number texted START."""
-    OptOut.objects.filter(phone=phone).delete()
+    deleted, _ = OptOut.objects.filter(phone=phone).delete()
     log.info("%s opted back in to Blink's SMS", phone_mask(phone))
+    if deleted:
+        _opt_audit("sms.opt_in", phone=phone, company=company, blink_user=blink_user,
+                   how="texted START")
+
+
+def _opt_audit(action: str, *, phone: str, company: Company, blink_user: BlinkUser | None,
+               how: str) -> None:
+    masked = phone_mask(phone)
+    who = f"{blink_user.username} (SMS from {masked})" if blink_user else f"SMS from {masked}"
+    audit_record(company=company, client=blink_user.client if blink_user else None,
+                 actor=Actor(label=who), action=action,
+                 target=blink_user.username if blink_user else masked,
+                 detail={"how": how, "phone": masked})
 
 
 def message_status_update(*, message: Message, status: str, error_code: str = "") -> bool:
@@ -347,7 +367,8 @@ def message_status_update(*, message: Message, status: str, error_code: str = ""
         status__in=[Message.Status.SENDING, Message.Status.SENT],
     ).update(updated_at=timezone.now(), **fields)
     if error_code == OPTED_OUT_CODE:
-        phone_opt_out(phone=str(message.phone))
+        phone_opt_out(phone=str(message.phone), company=message.company,
+                      blink_user=message.blink_user, how=OPTED_OUT_HOW)
     if changed:
         log.info("sms %s is %s%s", message.pk, final, f" ({error_code})" if error_code else "")
     return changed == 1

@@ -10,7 +10,7 @@ import pytest
 from django.test import Client as HttpClient
 from pytest_django.fixtures import Settings
 
-from blink.models import BlinkUser
+from blink.models import AuditEvent, BlinkUser
 from clients.models import Company
 from sms.inbound import (
     REPLIES_PER_HOUR,
@@ -111,6 +111,26 @@ def test_stop_records_an_opt_out_and_nothing_is_sent_after_it(
                                       text="Anything"))
     assert twilio_webhooks.accepted == []
     assert Message.objects.get(pk=later.pk).error_code == "opted_out"
+
+
+def opt_events() -> list[tuple[str, str, str, str, str]]:
+    return [(e.action, e.actor_label, e.target_label, e.detail["how"],
+             e.client.name if e.client else "")
+            for e in AuditEvent.objects.filter(action__startswith="sms.opt").order_by("id")]
+
+
+def test_stop_and_start_each_leave_one_audit_event(
+    text: Texter, blink_user: BlinkUser
+) -> None:
+    for body in ("STOP", "stop", "START", "START"):  # repeats change nothing
+        text(body)
+    text("STOP", from_=STRANGER_PHONE)
+
+    assert opt_events() == [
+        ("sms.opt_out", "alex (SMS from •••• 0123)", "alex", "texted STOP", "Globex"),
+        ("sms.opt_in", "alex (SMS from •••• 0123)", "alex", "texted START", "Globex"),
+        ("sms.opt_out", "SMS from •••• 0177", "•••• 0177", "texted STOP", ""),
+    ]
 
 
 @pytest.mark.parametrize("word", ["STOPALL", "unsubscribe", "Cancel", "END", "quit"])

@@ -15,7 +15,7 @@ from pytest_django.fixtures import Settings
 from blink.models import AuditEvent
 from clients.models import Company
 from sms.models import Message, OptOut
-from sms.services import sms_send
+from sms.services import OPTED_OUT_HOW, sms_send
 from sms.webhooks import twilio_inbound
 from tests.broker import unreachable_broker
 from tests.fakes.twilio import FakeTwilio
@@ -88,6 +88,8 @@ def test_a_failed_report_for_an_unsubscribed_number_records_the_opt_out(
 
     assert fresh(sent).status == Message.Status.FAILED
     assert OptOut.objects.filter(phone=USER_PHONE).exists()
+    [event] = AuditEvent.objects.filter(action="sms.opt_out")
+    assert event.detail["how"] == OPTED_OUT_HOW
 
 
 def test_reports_arriving_out_of_order_keep_the_final_status(
