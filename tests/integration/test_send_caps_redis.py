@@ -10,7 +10,14 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import redis
 
-from sms.limits import PER_USER, SendLimited, sms_send_allow, window_count
+from sms.limits import (
+    PER_ADDRESS,
+    PER_PHONE,
+    PER_USER,
+    SendLimited,
+    sms_send_allow,
+    window_count,
+)
 from tests.servers import unavailable
 
 pytestmark = pytest.mark.integration
@@ -49,6 +56,40 @@ def test_the_sixth_send_in_ten_minutes_is_refused(redis_cache):
     # A refused send is not counted, and another user is unaffected.
     sms_send_allow(user_id=8, phone="+14155550101")
     assert [int(server.get(k) or 0) for k in server.keys("*sms-cap:user:7:600*")] == [limit]
+
+
+def test_a_phone_is_capped_whichever_user_it_texts_for(redis_cache):
+    window, limit = PER_PHONE[0]
+    for user_id in range(100, 100 + limit):
+        sms_send_allow(user_id=user_id, phone="+14155550104")
+    with pytest.raises(SendLimited) as refused:
+        sms_send_allow(user_id=200, phone="+14155550104")
+    assert window - 5 <= refused.value.retry_after <= window
+    sms_send_allow(user_id=200, phone="+14155550105")  # that user, another phone: fine
+
+
+def test_an_address_is_capped_across_users_and_phones(redis_cache):
+    limit = PER_ADDRESS[0][1]
+    for n in range(limit):
+        sms_send_allow(user_id=300 + n, phone=f"+1415555{1000 + n}", ip="203.0.113.9")
+    with pytest.raises(SendLimited):
+        sms_send_allow(user_id=400, phone="+14155552000", ip="203.0.113.9")
+    sms_send_allow(user_id=400, phone="+14155552000", ip="203.0.113.10")
+
+
+def test_the_daily_cap_holds_once_the_ten_minute_windows_pass(redis_cache):
+    server: Any = redis.Redis.from_url(redis_cache)
+    (short, per_short), (day, per_day) = PER_USER
+    sent = 0
+    while sent < per_day:
+        for _ in range(per_short):
+            sms_send_allow(user_id=11, phone=f"+1415555{3000 + sent}")
+            sent += 1
+        for key in server.keys(f"*sms-cap:user:11:{short}*"):
+            server.delete(key)  # the ten minutes are over
+    with pytest.raises(SendLimited) as refused:
+        sms_send_allow(user_id=11, phone="+14155554000")
+    assert day - 60 <= refused.value.retry_after <= day
 
 
 def test_simultaneous_sends_cannot_slip_under_the_cap(redis_cache):
