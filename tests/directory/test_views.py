@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -117,6 +119,25 @@ def test_editing_without_a_password_keeps_the_stored_one(login, owner, acme_clie
     connection.refresh_from_db()
     assert connection.parameters["base_dn"] == "DC=new,DC=example"
     assert connection.secrets() == {"bind_password": "Service-Pa55word"}
+
+
+def test_lockout_watching_can_be_turned_off_and_on(login, owner, acme_client):
+    browser = login(owner)
+    browser.post(f"/clients/{acme_client.pk}/directory/add/active_directory/", AD_FORM)
+    connection = Connection.objects.get(client=acme_client)
+    assert connection.monitor_lockouts
+    edit = f"/clients/{acme_client.pk}/directory/{connection.pk}/"
+    unticked = {k: v for k, v in AD_FORM.items() if k != "monitor_lockouts"}
+
+    assert browser.post(edit, {**unticked, "bind_password": ""}).status_code == 302
+    connection.refresh_from_db()
+    assert not connection.monitor_lockouts
+    page = browser.get(f"/clients/{acme_client.pk}/directory/").content.decode()
+    assert re.search(r"Lockout monitoring</dt>\s*<dd>Off</dd>", page), page
+
+    browser.post(edit, {**AD_FORM, "bind_password": ""})
+    connection.refresh_from_db()
+    assert connection.monitor_lockouts
 
 
 @pytest.mark.parametrize(("change", "message"), [
