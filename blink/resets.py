@@ -13,6 +13,8 @@ Order of events in a reset (``reset_run``):
    any other puts it on that queue. A run that dies between that commit and the provider
    leaves the text queued with no task to send it; Celery hands the reset task back (it is
    acknowledged late), and that run, finding the request sent, queues the text.
+5. then queue the emails (``reset_emails_send``): a confirmation to the user, and a notice
+   to the company's support address when it asks for one; neither carries the password.
 A directory that refuses or cannot be reached ends the request failed with its reason, and
 the user is told without any password.
 
@@ -26,10 +28,11 @@ would look stale (see ``_publish``).
 from __future__ import annotations
 
 import logging
+import smtplib
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.mail import send_mail
+from django.core.mail import EmailMessage, get_connection
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -295,22 +298,76 @@ def _finish_failed(request: ResetRequest, reason: str) -> None:
     log.warning("%s request %s failed: %s", request.kind, request.pk, reason)
 
 
-def _notify_support(request: ResetRequest) -> None:
+def _emails_queue(request: ResetRequest) -> None:
+    """After a reset or unlock, queue its emails (``reset_emails_send``) for a worker on
+    the default queue, so an on-premises directory worker needs no mail server. The
+    emails are a courtesy: a broker that will not take them costs only them."""
+    from blink.tasks import reset_emails_send
+
     company = request.blink_user.client.company
-    if not (company.notify_support_on_reset and company.support_email):
+    if not (request.blink_user.email
+            or (company.notify_support_on_reset and company.support_email)):
         return
-    what = "password was reset" if request.kind == ResetRequest.Kind.RESET else \
-        "account was unlocked"
     try:
-        send_mail(
-            f"Blink: {request.blink_user}'s {what}",
-            f"{request.blink_user} ({request.blink_user.username}) of "
-            f"{request.blink_user.client.name}: {what} at {timezone.now():%Y-%m-%d %H:%M} UTC, "
-            f"asked by {request.requested_label} ({request.get_channel_display()}).",
-            None, [company.support_email],
-        )
-    except OSError:
-        log.warning("support notice for request %s could not be emailed", request.pk)
+        reset_emails_send.delay(request.pk)
+    except PUBLISH_ERRORS as error:
+        log.warning("the emails after %s request %s were not queued (%s)", request.kind,
+                    request.pk, type(error).__name__)
+
+
+def _asked_by(request: ResetRequest) -> str:
+    """Who asked, in the user's words: never an admin's name."""
+    if request.channel == ResetRequest.Channel.SMS:
+        return f"by a text from your phone {request.blink_user.masked_phone()}"
+    if request.channel == ResetRequest.Channel.APP:
+        return "in the Blink app"
+    return "by your IT support, in the Blink console"
+
+
+def reset_emails_send(*, request_id: int) -> int:
+    """Email the outcome of a sent reset or unlock, never its password: a confirmation to
+    the user (when they have an email address), and a notice to the company's support
+    address when the company asks for one. Returns how many were sent."""
+    request = (ResetRequest.objects.select_related("blink_user__client__company")
+               .filter(pk=request_id, status=ResetRequest.Status.SENT).first())
+    if request is None or request.finished_at is None:
+        return 0
+    blink_user = request.blink_user
+    company = blink_user.client.company
+    when = f"{request.finished_at:%Y-%m-%d %H:%M} UTC"
+    reset = request.kind == ResetRequest.Kind.RESET
+    what = "password was reset" if reset else "account was unlocked"
+    support = company.support_email
+    emails = []
+    if blink_user.email:
+        done = (f"The password of your account {blink_user.username} was reset at {when}, "
+                f"{_asked_by(request)}. The temporary password went to your phone by text; "
+                "you will choose a new one at your next Windows sign-in." if reset else
+                f"Your account {blink_user.username} was unlocked at {when}, "
+                f"{_asked_by(request)}. Your password has not changed.")
+        emails.append(EmailMessage(
+            f"{company.name} Blink: your {what}",
+            f"Hello {blink_user.first_name()},\n\n{done}\n\nIf you did not ask for this, "
+            f"contact {support or 'your IT support'} now.\n",
+            to=[blink_user.email], reply_to=[support] if support else None,
+        ))
+    if company.notify_support_on_reset and support:
+        emails.append(EmailMessage(
+            f"Blink: {blink_user}'s {what}",
+            f"{blink_user} ({blink_user.username}) of {blink_user.client.name}: {what} at "
+            f"{when}, asked by {request.requested_label} ({request.get_channel_display()}).",
+            to=[support],
+        ))
+    if not emails:
+        return 0
+    try:
+        sent = get_connection().send_messages(emails) or 0
+    except (smtplib.SMTPException, OSError) as error:
+        log.warning("the emails after %s request %s could not be sent (%s)", request.kind,
+                    request.pk, type(error).__name__)
+        return 0
+    log.info("%s emails sent after %s request %s", sent, request.kind, request.pk)
+    return sent
 
 
 def reset_run(*, request_id: int, made: ResetRequest | None = None) -> None:
@@ -388,7 +445,7 @@ def reset_run(*, request_id: int, made: ResetRequest | None = None) -> None:
                      actor=Actor(label=request.requested_label, ip=request.ip_address),
                      action=f"{request.kind}.run", target=blink_user.username,
                      detail={"request": request.pk, "channel": request.channel})
-    _notify_support(request)
+    _emails_queue(request)
     log.info("%s request %s done for blink user %s", request.kind, request.pk, blink_user.pk)
 
 

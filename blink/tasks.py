@@ -30,6 +30,14 @@ def reset_run(request_id: int) -> None:
 
 
 @shared_task(ignore_result=True)
+def reset_emails_send(request_id: int) -> None:
+    """Email the user (and support, when asked) that a reset or unlock was done."""
+    from blink.resets import reset_emails_send as send
+
+    send(request_id=request_id)
+
+
+@shared_task(ignore_result=True)
 def resets_requeue() -> None:
     """Beat's sweep for reset and unlock requests whose task was lost
     (``blink.resets.resets_requeue``)."""

@@ -101,6 +101,52 @@ def test_a_reset_unlocks_the_account_only_when_the_client_says_so(
     assert (user.locked_since is None) is unlock_on_reset
 
 
+def test_the_user_gets_an_email_confirming_each_reset_and_unlock_without_the_password(
+    acme_client, company, demo, sms_outbox, mailoutbox, django_capture_on_commit_callbacks
+):
+    company.support_email = "help@acme-it.example"
+    company.save()
+    user = demo_blink_user(acme_client, demo, PHONE)
+    BlinkUser.objects.filter(pk=user.pk).update(email="ava@globex.example")
+    user.refresh_from_db()
+
+    run(lambda: reset_request_create(blink_user=user, actor=ADMIN, channel="console"),
+        django_capture_on_commit_callbacks)
+    run(lambda: reset_request_create(blink_user=user, actor=Actor(label="by sms"),
+                                     channel="sms", kind="unlock"),
+        django_capture_on_commit_callbacks)
+
+    assert [(m.to, m.reply_to, m.subject) for m in mailoutbox] == [
+        (["ava@globex.example"], ["help@acme-it.example"],
+         "Acme IT Blink: your password was reset"),
+        (["ava@globex.example"], ["help@acme-it.example"],
+         "Acme IT Blink: your account was unlocked"),
+    ]
+    reset, unlock = (m.body for m in mailoutbox)
+    assert f"The password of your account {user.username} was reset at " in reset
+    assert "by your IT support, in the Blink console" in reset
+    assert "olivia" not in reset  # an admin's name is not the user's business
+    assert "by a text from your phone •••• 0177. Your password has not changed." in unlock
+    assert "If you did not ask for this, contact help@acme-it.example now." in unlock
+    password = password_in([m["body"] for m in sms_outbox if "temporary" in m["body"]][-1])
+    assert password not in reset + unlock
+
+
+def test_a_failed_reset_emails_no_one(
+    acme_client, company, demo, sms_outbox, mailoutbox, django_capture_on_commit_callbacks
+):
+    company.support_email = "help@acme-it.example"
+    company.notify_support_on_reset = True
+    company.save()
+    user = demo_blink_user(acme_client, demo, PHONE, protected=True)
+    BlinkUser.objects.filter(pk=user.pk).update(email="ava@globex.example")
+    user.refresh_from_db()
+    request = run(lambda: reset_request_create(blink_user=user, actor=ADMIN, channel="console"),
+                  django_capture_on_commit_callbacks)
+    assert ResetRequest.objects.get(pk=request.pk).status == "failed"
+    assert mailoutbox == []
+
+
 def test_only_active_users_can_be_reset(acme_client, demo):
     user = demo_blink_user(acme_client, demo, PHONE)
     BlinkUser.objects.filter(pk=user.pk).update(status="invited")
