@@ -67,7 +67,8 @@ USER_ATTRIBUTES = [
     "mail", "mobile", "userAccountControl", "primaryGroupID",
 ]
 UF_ACCOUNTDISABLE = 0x2
-# "Password never expires": AD then ignores pwdLastSet=0 (no change required at logon).
+# "Password never expires": AD then ignores pwdLastSet=0 (no change required at logon), so
+# Blink refuses to give such an account a temporary password.
 UF_DONT_EXPIRE_PASSWD = 0x10000
 # pwdProperties bit: DOMAIN_PASSWORD_COMPLEX
 PASSWORD_COMPLEX = 0x1
@@ -1046,7 +1047,9 @@ class ActiveDirectory:
     ) -> None:
         """Set a new password in one modify: unicodePwd, with pwdLastSet=0 when the user must
         change it at next logon, and lockoutTime=0 when ``unlock``. Privileged accounts are
-        refused (``code="protected"``); a password the policy rejects raises
+        refused (``code="protected"``), and so, when the user must change the password, are
+        accounts whose password never expires (``code="never_expires"``: AD would not ask
+        for the change); a password the policy rejects raises
         ``code="policy"`` naming the rule. The account is read once per reset: here, or
         just before by ``password_policy`` for the same user on this adapter."""
         if not isinstance(new_password, str) or not new_password.strip():
@@ -1061,8 +1064,18 @@ class ActiveDirectory:
         entry = self._account_for_reset(object_id)
         self._refuse_protected(entry, "reset the password of")
         if must_change and _integer(entry, "userAccountControl") & UF_DONT_EXPIRE_PASSWD:
-            logger.warning("account %s has \"password never expires\": AD will not make it "
-                           "change the new password at next logon", _object_id(entry))
+            # AD would take pwdLastSet=0 and ignore it: the temporary password, which went
+            # by SMS, would stay the account's password for good.
+            who = _text(entry, "displayName") or _text(entry, "sAMAccountName") or entry["dn"]
+            logger.warning("refused to reset %s: its password never expires",
+                           _object_id(entry))
+            raise DirectoryError(
+                f"Blink did not reset {who}'s password: the account is set to \"Password "
+                "never expires\", so Windows would never ask them to replace the temporary "
+                "password. Clear that option on the account in Active Directory, then reset "
+                "again.",
+                permanent=True, code="never_expires",
+            )
         changes: dict[str, Any] = {
             "unicodePwd": [(MODIFY_REPLACE, [f'"{new_password}"'.encode("utf-16-le")])],
         }
