@@ -15,7 +15,6 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -433,7 +432,6 @@ def _reset_or_unlock(request: ConsoleRequest, blink_user_id: int, kind: str) -> 
     blink_user = _blink_user(request, blink_user_id)
     if request.method != "POST":
         return _reset_confirm(request, blink_user, kind)
-    asked_at = timezone.now()
     try:
         reset = reset_request_create(blink_user=blink_user, actor=Actor.from_request(request),
                                      channel=ResetRequest.Channel.CONSOLE, kind=kind)
@@ -443,7 +441,7 @@ def _reset_or_unlock(request: ConsoleRequest, blink_user_id: int, kind: str) -> 
     except PUBLISH_ERRORS:
         # blink.resets has already recorded the request as failed: nothing is left queued.
         return _reset_confirm(request, blink_user, kind, error=QUEUE_DOWN, status=503)
-    if reset.created_at < asked_at:
+    if reset.joined:
         messages.info(request, f"A request for {blink_user} was already under way; this is it. "
                                "Blink does not start a second one.")
     back = _back(request.POST)["back"]

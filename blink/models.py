@@ -180,6 +180,10 @@ class ResetRequest(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
+    # Not stored: set on the request reset_request_create hands back when it is one already
+    # under way that the caller joined, rather than one it made.
+    joined = False
+
     class Meta:
         ordering = ["-created_at", "-id"]
 

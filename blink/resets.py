@@ -122,7 +122,8 @@ def reset_request_create(
     worker queue once the transaction commits.
 
     A request of the same kind still under way for the user is returned instead of a
-    second one (a double click or a repeated text must not make two passwords). When the
+    second one, marked ``joined`` (a double click or a repeated text must not make two
+    passwords). When the
     task cannot be published the request is recorded failed and the broker's error is
     raised (``PUBLISH_ERRORS``) to the caller, which should say so. ``ResetRefused`` is
     raised before anything is written: for a user who cannot be reset, and for one whose
@@ -161,6 +162,7 @@ def _request_record(*, blink_user: BlinkUser, actor: Actor, channel: str, kind: 
     for pending in unfinished:
         if _under_way(pending, now):
             log.info("%s request %s is under way; not making another", kind, pending.pk)
+            pending.joined = True
             return pending
     if unfinished:
         # Left by a worker that never took them (or died): this request replaces them,

@@ -306,7 +306,6 @@ def self_service_request(*, blink_user: BlinkUser, kind: str, pin: str, phone: s
         sms_send_allow(user_id=blink_user.pk, phone=phone)
     except SendLimited as limited:
         return _limited(blink_user, kind, limited)
-    asked_at = timezone.now()
     try:
         request = reset_request_create(blink_user=blink_user, actor=_sms_actor(blink_user),
                                        channel=ResetRequest.Channel.SMS, kind=kind,
@@ -315,7 +314,7 @@ def self_service_request(*, blink_user: BlinkUser, kind: str, pin: str, phone: s
         return [_refuse(blink_user, action, refused.message)]
     # A request already under way is returned rather than a second one made: that one
     # is not this text's to take back.
-    return [request] if request.created_at >= asked_at else []
+    return [] if request.joined else [request]
 
 
 def _self_service(message: Message, kind: str, pin: str) -> list[models.Model]:
