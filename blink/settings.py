@@ -303,6 +303,14 @@ TWILIO_API_BASE = env_str("TWILIO_API_BASE")
 TWILIO_TIMEOUT = env_int("TWILIO_TIMEOUT", default=10, minimum=1)
 # A CA bundle to verify TWILIO_API_BASE with (tests' stand-in); empty: the usual CAs.
 TWILIO_CA_BUNDLE = env_str("TWILIO_CA_BUNDLE")
+# An HTTP proxy for Blink's own calls out: Twilio, and Entra's sign-in service and Graph.
+# Blink's clients ignore HTTPS_PROXY and the other environment variables on purpose (they
+# must not swap the CA a connection was given), so a proxy is named here.
+BLINK_HTTPS_PROXY = env_str("BLINK_HTTPS_PROXY")
+if BLINK_HTTPS_PROXY and not BLINK_HTTPS_PROXY.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(
+        "BLINK_HTTPS_PROXY must be a proxy's URL, such as http://proxy.example:3128."
+    )
 if SMS_BACKEND.endswith("twilio.SmsBackend") and not (TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN):
     raise ImproperlyConfigured(
         "SMS_BACKEND is Twilio: set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (or _FILE)."

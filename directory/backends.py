@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.utils.module_loading import import_string
 
 from directory.base import Directory
@@ -51,6 +52,7 @@ def entra_for(connection: Connection) -> Directory:
         client_id=p["client_id"],
         client_secret=stored.get("client_secret", ""),
         certificate_pem=stored.get("certificate_pem", ""),
+        proxy=settings.BLINK_HTTPS_PROXY,
         **extra,
     ))
 

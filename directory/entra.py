@@ -5,9 +5,10 @@ proving itself with a client secret or with a certificate (msal signs a PS256 cl
 with the certificate's private key; see ``CertificateCredential``). msal caches the token; a
 Graph 401 drops it and retries once. The adapter talks to Graph through a
 ``requests.Session`` it owns: ``trust_env=False`` so REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE and
-proxy variables never override the connection's own CA, a timeout on every call, and the same
-session handed to msal. The session and the msal app are created on first use, never at
-import (Celery forks its workers after importing), and again in a forked child.
+proxy variables never override the connection's own CA (a proxy is configured instead:
+``proxy``), a timeout on every call, and the same session handed to msal. The session and
+the msal app are created on first use, never at import (Celery forks its workers after
+importing), and again in a forked child.
 
 Graph application permissions the app needs (with admin consent):
 
@@ -121,6 +122,7 @@ class EntraSettings:
     The app proves itself with exactly one of ``client_secret`` and ``certificate_pem`` (one
     PEM text holding the certificate registered on the app and its unencrypted private key).
     ``ca_bundle`` is a PEM file path; empty means requests' default trust store (certifi).
+    ``proxy``: an HTTP proxy's URL for sign-in and Graph (settings.BLINK_HTTPS_PROXY).
     """
 
     tenant_id: str
@@ -130,6 +132,7 @@ class EntraSettings:
     authority_host: str = "https://login.microsoftonline.com"
     graph_url: str = "https://graph.microsoft.com/v1.0"
     ca_bundle: str = ""
+    proxy: str = field(default="", repr=False)  # its URL may carry a password
     timeout: float = 15
     max_retry_wait: float = 60
     page_size: int = 999
@@ -580,6 +583,9 @@ class EntraDirectory:
                 session = requests.Session()
                 session.trust_env = False
                 session.verify = self.settings.ca_bundle or True
+                if self.settings.proxy:
+                    session.proxies = {"http": self.settings.proxy,
+                                       "https": self.settings.proxy}
                 session.headers["User-Agent"] = "Blink (Entra ID adapter)"
                 self._session, self._pid = session, os.getpid()
                 self._app = None

@@ -23,7 +23,7 @@ from tests.broker import BROKER_REDIS_DB, Broker, broker_url
 from tests.servers import ON_CI, unavailable
 
 pytest_plugins = ["tests.fixtures.samba", "tests.fixtures.graph", "tests.fixtures.smtp",
-                  "tests.fixtures.twilio"]
+                  "tests.fixtures.twilio", "tests.fixtures.proxy"]
 
 PASSWORD = "correct horse battery staple"
 

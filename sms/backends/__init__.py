@@ -17,7 +17,7 @@ __all__ = ["SmsBackend", "SmsError", "sms_backend"]
 # Settings that change what a backend instance holds (the Twilio client and its
 # connection pool). A test that changes one of them gets a fresh instance.
 _KEYED_ON = ("SMS_BACKEND", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_API_BASE",
-             "TWILIO_CA_BUNDLE", "TWILIO_TIMEOUT")
+             "TWILIO_CA_BUNDLE", "TWILIO_TIMEOUT", "BLINK_HTTPS_PROXY")
 
 _lock = threading.Lock()
 _current: tuple[tuple[Any, ...], SmsBackend] | None = None

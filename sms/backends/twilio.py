@@ -57,13 +57,17 @@ def _masked(text: str) -> str:
 
 class BlinkHttpClient(HttpClient):
     """The HTTP client the twilio library calls: one pooled session, a timeout, no
-    environment (proxy or CA variables), and the stand-in's address in tests."""
+    environment (proxy or CA variables) but the configured proxy, and the stand-in's
+    address in tests."""
 
-    def __init__(self, *, timeout: float, api_base: str = "", ca_bundle: str = "") -> None:
+    def __init__(self, *, timeout: float, api_base: str = "", ca_bundle: str = "",
+                 proxy: str = "") -> None:
         super().__init__(logger=log, is_async=False, timeout=timeout)
         self.session = requests.Session()
         # REQUESTS_CA_BUNDLE and proxy variables must not decide where messages go.
         self.session.trust_env = False
+        if proxy:
+            self.session.proxies = {"http": proxy, "https": proxy}
         self.api_base = api_base.rstrip("/")
         self.verify: str | bool = ca_bundle or True
 
@@ -114,6 +118,7 @@ class SmsBackend:
                     timeout=settings.TWILIO_TIMEOUT,
                     api_base=settings.TWILIO_API_BASE,
                     ca_bundle=getattr(settings, "TWILIO_CA_BUNDLE", ""),
+                    proxy=getattr(settings, "BLINK_HTTPS_PROXY", ""),
                 )
                 self._client = Client(
                     settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN,

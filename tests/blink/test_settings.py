@@ -72,6 +72,14 @@ def test_bad_boolean_stops_start_up(tmp_path):
     assert "DEBUG='yes please' is not a boolean" in result.stderr
 
 
+def test_a_proxy_must_be_a_url(tmp_path):
+    result = start(tmp_path, **{**PRODUCTION, "BLINK_HTTPS_PROXY": "proxy.example:3128"})
+    assert result.returncode != 0
+    assert "BLINK_HTTPS_PROXY must be a proxy's URL" in result.stderr
+    assert start(tmp_path, **{**PRODUCTION, "BLINK_HTTPS_PROXY": "http://proxy.example:3128"}
+                 ).returncode == 0
+
+
 def test_development_generates_and_keeps_local_keys(tmp_path):
     first = start(tmp_path, DEBUG="true")
     assert first.returncode == 0, first.stderr

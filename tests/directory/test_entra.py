@@ -36,6 +36,7 @@ from tests.fakes.graph import (
     pem,
     sign_client_assertion,
 )
+from tests.fixtures.proxy import Proxy
 
 NEW_PASSWORD = "Tulip-Harbor-42"
 
@@ -109,6 +110,17 @@ def test_test_connection_names_the_tenant(graph_server: FakeGraph, entra: EntraD
     sentence = entra.test_connection()
     assert "Globex Corporation" in sentence
     assert graph_server.tenant_id in sentence
+
+
+def test_sign_in_and_graph_go_through_the_configured_proxy(
+    graph_server: FakeGraph, https_proxy: Proxy, make: Callable[..., EntraDirectory]
+) -> None:
+    entra = make(proxy=https_proxy.url)
+
+    assert graph_server.tenant_id in entra.test_connection()
+    # The tenant's metadata, the token and Graph: one pooled connection, through the proxy.
+    assert set(https_proxy.tunnels) == {f"127.0.0.1:{graph_server.port}"}
+    assert https_proxy.url not in repr(entra.settings)  # a proxy URL may carry a password
 
 
 def test_password_policy_is_entras_cloud_policy(entra: EntraDirectory) -> None:

@@ -17,6 +17,7 @@ from sms.codes import verification_code_check, verification_code_issue
 from sms.models import Message, OptOut
 from sms.services import REDACTED, sms_send
 from tests.fakes.twilio import FakeTwilio
+from tests.fixtures.proxy import Proxy
 from tests.sms.conftest import USER_PHONE, fresh
 
 INVALID = "+15005550001"  # Twilio's magic number for 21211
@@ -219,3 +220,16 @@ def test_the_stand_ins_certificate_is_checked(
 
     assert raised.value.code == "connection"
     assert twilio_backend.attempts == []
+
+
+def test_messages_go_through_the_configured_proxy(
+    twilio_backend: FakeTwilio, https_proxy: Proxy, settings: Settings, company: Company,
+    send_now: Callable[..., Any],
+) -> None:
+    settings.BLINK_HTTPS_PROXY = https_proxy.url
+
+    message = _send(company, send_now)
+
+    assert message.status == Message.Status.SENT
+    assert [a.to for a in twilio_backend.accepted] == [USER_PHONE]
+    assert https_proxy.tunnels == [f"127.0.0.1:{twilio_backend.port}"]
