@@ -360,15 +360,18 @@ def reset_emails_send(*, request_id: int) -> int:
             f"{when}, asked by {request.requested_label} ({request.get_channel_display()}).",
             to=[support],
         ))
-    if not emails:
-        return 0
-    try:
-        sent = get_connection().send_messages(emails) or 0
-    except (smtplib.SMTPException, OSError) as error:
-        log.warning("the emails after %s request %s could not be sent (%s)", request.kind,
-                    request.pk, type(error).__name__)
-        return 0
-    log.info("%s emails sent after %s request %s", sent, request.kind, request.pk)
+    sent = 0
+    with get_connection() as connection:
+        # One at a time: a mail server refusing the user's address must not keep the
+        # notice from support, nor the other way round.
+        for email in emails:
+            try:
+                sent += connection.send_messages([email]) or 0
+            except (smtplib.SMTPException, OSError) as error:
+                log.warning("an email after %s request %s could not be sent (%s)",
+                            request.kind, request.pk, type(error).__name__)
+    if sent:
+        log.info("%s emails sent after %s request %s", sent, request.kind, request.pk)
     return sent
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from cryptography.fernet import Fernet
@@ -305,11 +306,13 @@ TWILIO_TIMEOUT = env_int("TWILIO_TIMEOUT", default=10, minimum=1)
 TWILIO_CA_BUNDLE = env_str("TWILIO_CA_BUNDLE")
 # An HTTP proxy for Blink's own calls out: Twilio, and Entra's sign-in service and Graph.
 # Blink's clients ignore HTTPS_PROXY and the other environment variables on purpose (they
-# must not swap the CA a connection was given), so a proxy is named here.
+# must not swap the CA a connection was given), so a proxy is named here: an http:// URL,
+# since TLS runs end to end through its tunnel, checked against the connection's own CA.
 BLINK_HTTPS_PROXY = env_str("BLINK_HTTPS_PROXY")
-if BLINK_HTTPS_PROXY and not BLINK_HTTPS_PROXY.startswith(("http://", "https://")):
+if BLINK_HTTPS_PROXY and not (BLINK_HTTPS_PROXY.startswith("http://")
+                              and urlsplit(BLINK_HTTPS_PROXY).hostname):
     raise ImproperlyConfigured(
-        "BLINK_HTTPS_PROXY must be a proxy's URL, such as http://proxy.example:3128."
+        "BLINK_HTTPS_PROXY must be a proxy's http:// URL, such as http://proxy.example:3128."
     )
 if SMS_BACKEND.endswith("twilio.SmsBackend") and not (TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN):
     raise ImproperlyConfigured(

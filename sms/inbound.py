@@ -165,7 +165,7 @@ def keyword_help(message: Message, argument: str = "") -> list[models.Model]:
 def keyword_stop(message: Message, argument: str = "") -> list[models.Model]:
     """STOP and its synonyms: remember the opt-out. Twilio confirms it to the user itself."""
     phone_opt_out(phone=str(message.phone), company=message.company,
-                  blink_user=message.blink_user, how="texted STOP")
+                  blink_user=message.blink_user)
     return []
 
 
@@ -423,7 +423,8 @@ def _keep_waiting(*, company: Company, phone: str, blink_number: str, body: str,
             sealed_body=_sealed(body), status=Message.Status.QUEUED, provider_id=provider_id,
         )
     except IntegrityError:
-        return True  # an earlier delivery of the same message is already here
+        # Most likely an earlier delivery of the same message is here already.
+        return Message.objects.filter(provider_id=provider_id).exists()
     except DatabaseError:
         log.exception("could not keep the text %s waiting", provider_id)
         return False

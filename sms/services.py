@@ -229,7 +229,7 @@ def message_deliver(*, message_id: int, final_attempt: bool = True,
         log.warning("sms %s to %s failed (%s)", message.pk, masked, error.code)
         if error.code == OPTED_OUT_CODE:
             phone_opt_out(phone=str(message.phone), company=message.company,
-                          blink_user=message.blink_user, how=OPTED_OUT_HOW)
+                          blink_user=message.blink_user, by_twilio=True)
         _settle(message, status=Message.Status.FAILED, error_code=error.code,
                 error_message=reason[:300], sealed_body="")
         return "failed"
@@ -282,6 +282,7 @@ def messages_requeue() -> int:
 
 OPTED_OUT_CODE = "21610"
 OPTED_OUT_HOW = "Twilio refused a message: the number is unsubscribed (error 21610)"
+TWILIO_ACTOR = Actor(label="Twilio")
 
 # What Twilio's delivery error codes mean, for the admin who reads the message's status.
 DELIVERY_ERRORS = {
@@ -316,13 +317,16 @@ _FINAL = {
 
 
 def phone_opt_out(*, phone: str, company: Company, blink_user: BlinkUser | None,
-                  how: str) -> None:
-    """Remember that ``phone`` texted STOP (or Twilio reported it unsubscribed); ``how``
-    says which, for the audit event the change leaves in ``company``'s trail."""
+                  by_twilio: bool = False) -> None:
+    """Remember that ``phone`` texted STOP, or that Twilio reported it unsubscribed
+    (``by_twilio``: it refused a message with 21610); the change leaves an audit event in
+    ``company``'s trail."""
     _, created = OptOut.objects.get_or_create(phone=phone)
     log.info("%s opted out of Blink's SMS", phone_mask(phone))
     if created:
-        _opt_audit("sms.opt_out", phone=phone, company=company, blink_user=blink_user, how=how)
+        _opt_audit("sms.opt_out", phone=phone, company=company, blink_user=blink_user,
+                   how=OPTED_OUT_HOW if by_twilio else "texted STOP",
+                   actor=TWILIO_ACTOR if by_twilio else None)
 
 
 def phone_opt_in(*, phone: str, company: Company, blink_user: BlinkUser | None) -> None:
@@ -335,11 +339,12 @@ def phone_opt_in(*, phone: str, company: Company, blink_user: BlinkUser | None) 
 
 
 def _opt_audit(action: str, *, phone: str, company: Company, blink_user: BlinkUser | None,
-               how: str) -> None:
+               how: str, actor: Actor | None = None) -> None:
+    """``actor``: who did it when not the phone's owner texting."""
     masked = phone_mask(phone)
     who = f"{blink_user.username} (SMS from {masked})" if blink_user else f"SMS from {masked}"
     audit_record(company=company, client=blink_user.client if blink_user else None,
-                 actor=Actor(label=who), action=action,
+                 actor=actor or Actor(label=who), action=action,
                  target=blink_user.username if blink_user else masked,
                  detail={"how": how, "phone": masked})
 
@@ -368,7 +373,7 @@ def message_status_update(*, message: Message, status: str, error_code: str = ""
     ).update(updated_at=timezone.now(), **fields)
     if error_code == OPTED_OUT_CODE:
         phone_opt_out(phone=str(message.phone), company=message.company,
-                      blink_user=message.blink_user, how=OPTED_OUT_HOW)
+                      blink_user=message.blink_user, by_twilio=True)
     if changed:
         log.info("sms %s is %s%s", message.pk, final, f" ({error_code})" if error_code else "")
     return changed == 1

@@ -73,9 +73,10 @@ def test_bad_boolean_stops_start_up(tmp_path):
 
 
 def test_a_proxy_must_be_a_url(tmp_path):
-    result = start(tmp_path, **{**PRODUCTION, "BLINK_HTTPS_PROXY": "proxy.example:3128"})
-    assert result.returncode != 0
-    assert "BLINK_HTTPS_PROXY must be a proxy's URL" in result.stderr
+    for wrong in ("proxy.example:3128", "http://:3128", "https://proxy.example:3128"):
+        result = start(tmp_path, **{**PRODUCTION, "BLINK_HTTPS_PROXY": wrong})
+        assert result.returncode != 0
+        assert "BLINK_HTTPS_PROXY must be a proxy's http:// URL" in result.stderr
     assert start(tmp_path, **{**PRODUCTION, "BLINK_HTTPS_PROXY": "http://proxy.example:3128"}
                  ).returncode == 0
 

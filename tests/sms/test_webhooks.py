@@ -89,7 +89,7 @@ def test_a_failed_report_for_an_unsubscribed_number_records_the_opt_out(
     assert fresh(sent).status == Message.Status.FAILED
     assert OptOut.objects.filter(phone=USER_PHONE).exists()
     [event] = AuditEvent.objects.filter(action="sms.opt_out")
-    assert event.detail["how"] == OPTED_OUT_HOW
+    assert (event.actor_label, event.detail["how"]) == ("Twilio", OPTED_OUT_HOW)
 
 
 def test_reports_arriving_out_of_order_keep_the_final_status(
