@@ -26,6 +26,7 @@ from django.conf import settings
 from django.contrib.auth.hashers import check_password
 from django.core.cache import cache, caches
 from django.db import DatabaseError, IntegrityError, models, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from blink.activation import pin_shaped
@@ -531,8 +532,9 @@ def inbound_act(*, message_id: int) -> None:
         raise
 
 
-# A text still queued this long after it came has lost its task (the broker was down, or
-# a worker died with it): hand it out again.
+# A queued text is one no worker holds: the webhook kept it, or a worker left it, because
+# Redis refused a task. Beat's sweep hands it out at its next run, then again this long
+# after each time while it is still waiting (the task was lost, or the workers are behind).
 REQUEUE_AFTER = timedelta(minutes=5)
 # Older than this, a text is no longer worth acting on: a password reset asked for a day
 # ago would surprise its user.
@@ -540,8 +542,9 @@ GIVE_UP_AFTER = timedelta(hours=1)
 
 
 def inbound_requeue() -> int:
-    """Queue again the inbound texts whose task was lost; give up on very old ones.
-    Returns how many were queued again."""
+    """Hand the waiting inbound texts to a worker: at once the first time, then every
+    ``REQUEUE_AFTER`` (``attempts`` counts the times); give up on very old ones. Returns
+    how many were queued."""
     from sms.tasks import inbound_process
 
     now = timezone.now()
@@ -554,10 +557,13 @@ def inbound_requeue() -> int:
     )
     if expired:
         log.warning("dropped %s inbound texts that waited over an hour", expired)
-    stale = list(queued.filter(created_at__lt=now - REQUEUE_AFTER)
-                 .values_list("pk", flat=True)[:500])
-    for message_id in stale:
+    due = list(queued.filter(Q(attempts=0) | Q(updated_at__lt=now - REQUEUE_AFTER))
+               .values_list("pk", flat=True)[:500])
+    # Counted before the tasks go: a publish that fails part way leaves the rest due again
+    # in REQUEUE_AFTER, never queued twice a minute.
+    queued.filter(pk__in=due).update(attempts=F("attempts") + 1, updated_at=now)
+    for message_id in due:
         inbound_process.apply_async((message_id,), queue=SMS_QUEUE)
-    if stale:
-        log.info("queued %s inbound texts again", len(stale))
-    return len(stale)
+    if due:
+        log.info("queued %s waiting inbound texts", len(due))
+    return len(due)

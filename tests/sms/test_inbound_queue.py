@@ -133,14 +133,16 @@ def test_a_text_whose_reply_cannot_be_queued_waits_and_is_queued_again(
     assert outbound_bodies() == []
     assert not ResetRequest.objects.exists()
 
-    # Beat's sweep queues it again once it has waited long enough, not before.
+    # Beat's next sweep hands it to a worker; while it still waits (the task lost, or the
+    # workers behind), not again every minute, but once REQUEUE_AFTER has passed.
     with broker.publishing():
+        assert inbound_requeue() == 1
         assert inbound_requeue() == 0
         Message.objects.filter(pk=waiting.pk).update(
-            created_at=timezone.now() - REQUEUE_AFTER - timedelta(seconds=1))
+            updated_at=timezone.now() - REQUEUE_AFTER - timedelta(seconds=1))
         assert inbound_requeue() == 1
     assert [(t.task, t.args, t.queue) for t in broker.queued()] == [
-        ("sms.tasks.inbound_process", [waiting.pk], "sms")]
+        ("sms.tasks.inbound_process", [waiting.pk], "sms")] * 2
 
     inbound_act(message_id=waiting.pk)
 
