@@ -247,8 +247,9 @@ def message_deliver(*, message_id: int, final_attempt: bool = True,
     return "sent"
 
 
-# A message still queued and never tried this long after it was written has lost its task
-# (the broker refused it after the commit, or a worker died holding it): queue it again.
+# A message still queued and never tried this long after it was written, or after the
+# sweep last queued it, has lost its task (the broker refused it after the commit, or a
+# worker died holding it): queue it again.
 UNSENT_REQUEUE_AFTER = timedelta(minutes=5)
 # Past this a queued message is not worth sending: a code or a temporary password an hour
 # old would only confuse its user. Its sealed text is erased.
@@ -269,8 +270,11 @@ def messages_requeue() -> int:
     if expired:
         log.warning("dropped %s outbound messages that waited over an hour", expired)
     # Tried at least once: a retry is already scheduled with its backoff.
-    lost = list(queued.filter(attempts=0, created_at__lt=now - UNSENT_REQUEUE_AFTER)
+    lost = list(queued.filter(attempts=0, updated_at__lt=now - UNSENT_REQUEUE_AFTER)
                 .values_list("pk", flat=True)[:500])
+    # Stamped before the tasks go, so a worker that is behind does not get one more task
+    # for the same message every minute.
+    queued.filter(pk__in=lost).update(updated_at=now)
     for message_id in lost:
         _queue(message_id)
     if lost:

@@ -207,7 +207,8 @@ def test_an_unexpected_error_fails_the_message_instead_of_looping(
 
 
 def _aged(message: Message, age: timedelta) -> None:
-    Message.objects.filter(pk=message.pk).update(created_at=timezone.now() - age)
+    then = timezone.now() - age
+    Message.objects.filter(pk=message.pk).update(created_at=then, updated_at=then)
 
 
 def test_a_message_whose_task_was_lost_is_queued_again_and_sent(
@@ -224,9 +225,11 @@ def test_a_message_whose_task_was_lost_is_queued_again_and_sent(
         _aged(lost, UNSENT_REQUEUE_AFTER + timedelta(seconds=1))
         _aged(retrying, UNSENT_REQUEUE_AFTER + timedelta(seconds=1))
         assert messages_requeue() == 1
+        assert messages_requeue() == 0  # not one more task a minute while it waits
     assert [(t.task, t.args, t.queue) for t in broker.queued()] == [
         ("sms.tasks.message_send", [lost.pk], "sms")]
 
+    _aged(lost, UNSENT_REQUEUE_AFTER + timedelta(seconds=1))  # that task was lost too
     send_now(messages_requeue)
 
     assert fresh(lost).status == Message.Status.SENT
