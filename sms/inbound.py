@@ -281,23 +281,21 @@ def _limited(blink_user: BlinkUser, kind: str, limited: SendLimited) -> list[mod
 
 
 def self_service_request(*, blink_user: BlinkUser, kind: str, pin: str, phone: str,
-                         opted_out: bool | None = None) -> list[models.Model]:
+                         opted_out: bool) -> list[models.Model]:
     """A RESET or UNLOCK texted by ``blink_user``'s own phone: queue it, or refuse it with
     an audit event and without a word to the phone (the neutral reply is all it gets).
 
     Wrong or missing PINs (for clients that require one) count as wrong codes; the send
     caps refuse before anything is queued and tell the user once when to try again.
-    ``opted_out`` is whether ``phone`` texted STOP, when the caller already looked.
-    Returns the rows written (see ``Handler``).
+    ``opted_out`` is whether ``phone`` texted STOP. Returns the rows written (see
+    ``Handler``).
     """
     action = f"{kind}.request"
-    if opted_out is None:
-        opted_out = OptOut.objects.filter(phone=blink_user.phone).exists()
     reason = _why_not(blink_user, opted_out=opted_out)
     if reason:
         return [_refuse(blink_user, action, reason)]
     client = blink_user.client
-    if client.sms_reset_needs_pin and not blink_user.pin_hash:
+    if blink_user.pin_missing():
         return [_refuse(blink_user, action, "the client requires a PIN and this user has none "
                         "(they activated before the PIN was required)")]
     if client.sms_reset_needs_pin and not _pin_ok(blink_user, pin):
@@ -323,14 +321,13 @@ def _self_service(message: Message, kind: str, pin: str) -> list[models.Model]:
     # reset request needs). The neutral reply and the user's checks share one look at
     # the opt-out list.
     blink_user = message.blink_user
-    opted_out = (OptOut.objects.filter(phone=blink_user.phone).exists()
-                 if blink_user is not None else None)
+    if blink_user is None:
+        return _reply(message, kind="self_service", text=neutral_reply(message.company))
+    opted_out = OptOut.objects.filter(phone=blink_user.phone).exists()
     written = _reply(message, kind="self_service", text=neutral_reply(message.company),
                      opted_out=opted_out)
-    if blink_user is not None:
-        written += self_service_request(blink_user=blink_user, kind=kind, pin=pin,
-                                        phone=str(message.phone), opted_out=opted_out)
-    return written
+    return written + self_service_request(blink_user=blink_user, kind=kind, pin=pin,
+                                          phone=str(message.phone), opted_out=opted_out)
 
 
 def keyword_reset(message: Message, argument: str = "") -> list[models.Model]:
