@@ -28,6 +28,7 @@ from django.core.cache import cache, caches
 from django.db import DatabaseError, IntegrityError, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from blink.activation import pin_shaped
 from blink.audit import Actor, audit_record
@@ -379,6 +380,7 @@ def _sealed(body: str) -> str:
     return secrets_encrypt({"body": body}) if _stored_body(body) != body else ""
 
 
+@sensitive_variables("body")
 def inbound_queue(
     *, company: Company, phone: str, blink_number: str, body: str, provider_id: str,
 ) -> None:
@@ -410,6 +412,7 @@ def inbound_queue(
         raise InboundUnavailable(provider_id) from error
 
 
+@sensitive_variables("body")
 def _keep_waiting(*, company: Company, phone: str, blink_number: str, body: str,
                   provider_id: str) -> bool:
     """Record a text no worker could be told about as queued (sender not yet looked up,

@@ -3,13 +3,14 @@ malformed input is refused; a broker outage answers 503 with nothing half-done."
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from django.core.cache import cache
 from django.test import Client as HttpClient
-from django.views.debug import SafeExceptionReporterFilter
+from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
 from pytest_django.fixtures import Settings
 
 from blink.models import AuditEvent
@@ -347,3 +348,27 @@ def test_error_reports_hide_the_text_of_an_inbound_sms(rf: Any, company: Company
 
     cleaned = SafeExceptionReporterFilter().get_post_parameters(request)
     assert cleaned["Body"] != "RESET 4829" and cleaned["From"] == "+14155550123"
+
+
+def test_an_error_report_from_inside_the_webhook_shows_no_pin(
+    rf: Any, twilio_webhooks: FakeTwilio, numbered: Company, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The view's and inbound_queue's locals hold the text too; a report (the DEBUG page,
+    an emailed report) must not show them."""
+    pin = str(secrets.randbelow(9000) + 1000)
+    params = twilio_webhooks.inbound(to=BLINK_NUMBER, from_=USER_PHONE, body=f"RESET {pin}")
+    signature = twilio_webhooks.sign(numbered.site_url + INBOUND_URL, params)
+    request = rf.post(INBOUND_URL, params, HTTP_X_TWILIO_SIGNATURE=signature)
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a bug while queueing")
+
+    monkeypatch.setattr("sms.tasks.inbound_receive.apply_async", broken)
+    with pytest.raises(RuntimeError) as raised:
+        twilio_inbound(request)
+
+    # From the view down, as Django reports it (this test's own frame holds the PIN).
+    report = ExceptionReporter(request, RuntimeError, raised.value, raised.tb.tb_next)
+    page = report.get_traceback_html()
+    assert "inbound_queue" in page and "a bug while queueing" in page
+    assert pin not in page
