@@ -16,7 +16,11 @@ from typing import Any
 import pytest
 import requests
 from cryptography.hazmat.primitives import hashes, serialization
+from django.test import override_settings
 
+from blink.audit import SYSTEM
+from clients.models import Client
+from directory.backends import directory_for
 from directory.base import Directory, DirectoryError
 from directory.entra import (
     LOCKOUT_UNAVAILABLE,
@@ -24,6 +28,7 @@ from directory.entra import (
     EntraDirectory,
     EntraSettings,
 )
+from directory.services import connection_save
 from tests.fakes.graph import (
     DIRECTORY_READERS,
     GLOBAL_ADMINISTRATOR,
@@ -113,13 +118,25 @@ def test_test_connection_names_the_tenant(graph_server: FakeGraph, entra: EntraD
 
 
 def test_sign_in_and_graph_go_through_the_configured_proxy(
-    graph_server: FakeGraph, https_proxy: Proxy, make: Callable[..., EntraDirectory]
+    graph_server: FakeGraph, https_proxy: Proxy, acme_client: Client
 ) -> None:
-    entra = make(proxy=https_proxy.url)
+    connection = connection_save(
+        client=acme_client, actor=SYSTEM, kind="entra",
+        parameters={"tenant_id": graph_server.tenant_id, "client_id": graph_server.client_id,
+                    "authority_host": graph_server.authority_host,
+                    "graph_url": graph_server.graph_url, "ca_bundle": graph_server.ca_bundle},
+        secrets={"client_secret": graph_server.client_secret},
+    )
+    with override_settings(BLINK_HTTPS_PROXY=https_proxy.url):
+        entra = directory_for(connection)
+    try:
+        assert graph_server.tenant_id in entra.test_connection()
+    finally:
+        entra.close()
 
-    assert graph_server.tenant_id in entra.test_connection()
     # The tenant's metadata, the token and Graph: one pooled connection, through the proxy.
     assert set(https_proxy.tunnels) == {f"127.0.0.1:{graph_server.port}"}
+    assert isinstance(entra, EntraDirectory)
     assert https_proxy.url not in repr(entra.settings)  # a proxy URL may carry a password
 
 
