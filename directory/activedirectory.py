@@ -221,6 +221,11 @@ def _text(entry: dict[str, Any], name: str) -> str:
     return value.decode("utf-8", "replace") if value is not None else ""
 
 
+def _who(entry: dict[str, Any]) -> str:
+    """The account as an admin knows it: display name, else logon name, else DN."""
+    return _text(entry, "displayName") or _text(entry, "sAMAccountName") or entry["dn"]
+
+
 def _integer(entry: dict[str, Any], name: str, default: int = 0) -> int:
     value = _first(entry, name)
     return int(value) if value else default
@@ -1066,7 +1071,7 @@ class ActiveDirectory:
         if must_change and _integer(entry, "userAccountControl") & UF_DONT_EXPIRE_PASSWD:
             # AD would take pwdLastSet=0 and ignore it: the temporary password, which went
             # by SMS, would stay the account's password for good.
-            who = _text(entry, "displayName") or _text(entry, "sAMAccountName") or entry["dn"]
+            who = _who(entry)
             logger.warning("refused to reset %s: its password never expires",
                            _object_id(entry))
             raise DirectoryError(
@@ -1112,7 +1117,7 @@ class ActiveDirectory:
         ACCOUNT_REUSE_SECONDS before), so its tokenGroups are current."""
         groups = self._protected_in(entry)
         if groups:
-            who = _text(entry, "displayName") or _text(entry, "sAMAccountName") or entry["dn"]
+            who = _who(entry)
             logger.warning("refused to %s protected account %s (%s)", action,
                            _object_id(entry), ", ".join(groups))
             raise DirectoryError(
