@@ -106,6 +106,12 @@ def _stale_after() -> timedelta:
     return timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 30)
 
 
+def _claimable(now: datetime) -> Q:
+    """Requests a run may take: queued, or left running by a run that must be dead."""
+    return (Q(status=ResetRequest.Status.QUEUED)
+            | Q(status=ResetRequest.Status.RUNNING, started_at__lt=now - _stale_after()))
+
+
 def _under_way(request: ResetRequest, now: datetime) -> bool:
     """Whether a queued or running request can still be carried out by the task that
     holds it: queued (or queued again) lately, or running and not yet stale."""
@@ -233,12 +239,8 @@ def _run_here(request: ResetRequest) -> None:
 
 def _claim(request_id: int) -> bool:
     now = timezone.now()
-    stale = now - _stale_after()
-    claimed = ResetRequest.objects.filter(
-        Q(status=ResetRequest.Status.QUEUED)
-        | Q(status=ResetRequest.Status.RUNNING, started_at__lt=stale),
-        pk=request_id,
-    ).update(status=ResetRequest.Status.RUNNING, started_at=now)
+    claimed = ResetRequest.objects.filter(_claimable(now), pk=request_id).update(
+        status=ResetRequest.Status.RUNNING, started_at=now)
     return claimed == 1
 
 
@@ -468,11 +470,8 @@ def resets_requeue() -> int:
     for request in unfinished.filter(created_at__lt=now - GIVE_UP_AFTER)[:100]:
         if _claim(request.pk):  # not while a worker is carrying it out
             _finish_failed(request, EXPIRED_REASON)
-    lost = unfinished.filter(
-        Q(status=ResetRequest.Status.QUEUED)
-        | Q(status=ResetRequest.Status.RUNNING, started_at__lt=now - _stale_after()),
-        created_at__gte=now - GIVE_UP_AFTER, queued_at__lt=now - REQUEUE_AFTER,
-    )
+    lost = unfinished.filter(_claimable(now), created_at__gte=now - GIVE_UP_AFTER,
+                             queued_at__lt=now - REQUEUE_AFTER)
     requeued = 0
     for request in lost[:500]:
         if not ResetRequest.objects.filter(pk=request.pk, queued_at=request.queued_at).update(
