@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from unittest import mock
 
 import pytest
 import redis
 from django.contrib.auth import get_user_model
 from django.test import Client as HttpClient
+from pytest_django.fixtures import Settings
 
+import blink.celery
 from blink.audit import SYSTEM
 from blink.models import BlinkUser
 from clients.models import Client, Company, Membership, Role
 from clients.services import client_create, company_create
-from directory.demo import demo_directory_seed
+from directory.demo import DemoDirectory, demo_directory_seed
 from directory.models import Connection, Entry
 from directory.services import connection_save, directory_sync
 from sms.backends.locmem import SentSms
@@ -26,6 +29,8 @@ pytest_plugins = ["tests.fixtures.samba", "tests.fixtures.graph", "tests.fixture
                   "tests.fixtures.twilio", "tests.fixtures.proxy"]
 
 PASSWORD = "correct horse battery staple"
+# What docker-compose's central worker consumes.
+CENTRAL_QUEUES = frozenset({"default", "directory", "sms"})
 
 
 
@@ -39,6 +44,26 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.longrepr = f"Skipped under CI=true, which counts as a failure: {reason}"
+
+
+@pytest.fixture
+def worker_queues(monkeypatch: pytest.MonkeyPatch, settings: Settings
+                  ) -> Callable[[frozenset[str]], None]:
+    """Make this test process look like a (non-eager) worker consuming the given queues."""
+
+    def become(queues: frozenset[str]) -> None:
+        monkeypatch.setattr(blink.celery, "_consumed_queues", queues)
+        settings.CELERY_TASK_ALWAYS_EAGER = False
+
+    return become
+
+
+@pytest.fixture
+def directory_calls() -> Iterator[mock.MagicMock]:
+    """DemoDirectory.reset_password, still working, with every call recorded."""
+    with mock.patch.object(DemoDirectory, "reset_password", autospec=True,
+                           side_effect=DemoDirectory.reset_password) as spied:
+        yield spied
 
 
 def demo_blink_user(client: Client, connection: Connection, phone: str, *,

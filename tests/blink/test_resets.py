@@ -8,14 +8,13 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-import blink.celery
 from blink.audit import Actor
 from blink.models import AuditEvent, BlinkUser, ResetRequest
 from blink.resets import ResetRefused, reset_request_create
 from directory.demo import POLICY, DemoDirectory
 from directory.models import Connection, Entry
 from sms.models import Message
-from tests.conftest import demo_blink_user, password_in
+from tests.conftest import CENTRAL_QUEUES, demo_blink_user, password_in
 
 PHONE = "+14155550177"
 ADMIN = Actor(label="olivia", ip="127.0.0.1")
@@ -260,7 +259,7 @@ def test_a_request_is_queued_where_the_users_password_lives(
 
 @pytest.mark.parametrize("protected", [False, True], ids=["password", "refusal"])
 def test_a_central_worker_texts_the_outcome_itself_without_the_sms_queue(
-    acme_client, demo, sms_outbox, settings, monkeypatch, protected, broker,
+    acme_client, demo, sms_outbox, worker_queues, protected, broker,
     django_capture_on_commit_callbacks,
 ):
     from blink.resets import reset_run
@@ -268,10 +267,7 @@ def test_a_central_worker_texts_the_outcome_itself_without_the_sms_queue(
     user = demo_blink_user(acme_client, demo, PHONE, protected=protected)
     with django_capture_on_commit_callbacks(execute=False):  # not run yet
         request = reset_request_create(blink_user=user, actor=ADMIN, channel="sms")
-    # This process as a worker started with -Q default,directory,sms.
-    monkeypatch.setattr(blink.celery, "_consumed_queues",
-                        frozenset({"default", "directory", "sms"}))
-    settings.CELERY_TASK_ALWAYS_EAGER = False
+    worker_queues(CENTRAL_QUEUES)  # as a worker started with -Q default,directory,sms
 
     with broker.publishing(), django_capture_on_commit_callbacks(execute=True):
         reset_run(request_id=request.pk)

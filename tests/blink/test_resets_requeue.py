@@ -5,7 +5,7 @@ replaces one that is no longer under way, so the user never gets two passwords."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 from unittest import mock
@@ -26,7 +26,6 @@ from blink.resets import (
 )
 from blink.tasks import reset_run
 from clients.models import Client
-from directory.demo import DemoDirectory
 from directory.models import Connection
 from sms.backends.locmem import SentSms
 from tests.broker import Broker
@@ -45,13 +44,6 @@ def published(broker: Broker) -> Broker:
     """Where the requests' tasks go: a real broker no worker takes from, so each task is
     as good as lost unless the test runs it."""
     return broker
-
-
-@pytest.fixture
-def directory_calls() -> Iterator[mock.MagicMock]:
-    with mock.patch.object(DemoDirectory, "reset_password", autospec=True,
-                           side_effect=DemoDirectory.reset_password) as spied:
-        yield spied
 
 
 def ask(blink_user: BlinkUser, captured: Any, broker: Broker) -> ResetRequest:

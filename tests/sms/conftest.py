@@ -10,9 +10,7 @@ from urllib.parse import urlencode
 import pytest
 from django.conf import settings as django_settings
 from django.test import Client as HttpClient
-from pytest_django.fixtures import Settings
 
-import blink.celery
 from blink.models import BlinkUser
 from clients.models import Client, Company
 from directory.models import Connection
@@ -25,8 +23,6 @@ STRANGER_PHONE = "+14155550177"
 BLINK_NUMBER = "+14155550100"
 INBOUND_URL = "/sms/twilio/inbound"
 STATUS_URL = "/sms/twilio/status"
-# What docker-compose's central worker consumes.
-CENTRAL_QUEUES = frozenset({"default", "directory", "sms"})
 # The arguments of an inbound_receive task, as the broker holds them.
 Queued = tuple[int, str, str, str]
 
@@ -88,18 +84,6 @@ def text_blink(browser: HttpClient, fake: FakeTwilio, company: Company | None, b
     site = company.site_url if company is not None else django_settings.BLINK_SITE_URL
     signature = fake.sign(site + INBOUND_URL, params)
     return post_form(browser, INBOUND_URL, params, signature)
-
-
-@pytest.fixture
-def worker_queues(monkeypatch: pytest.MonkeyPatch, settings: Settings
-                  ) -> Callable[[frozenset[str]], None]:
-    """Make this test process look like a (non-eager) worker consuming the given queues."""
-
-    def become(queues: frozenset[str]) -> None:
-        monkeypatch.setattr(blink.celery, "_consumed_queues", queues)
-        settings.CELERY_TASK_ALWAYS_EAGER = False
-
-    return become
 
 
 @pytest.fixture

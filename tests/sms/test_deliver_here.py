@@ -19,7 +19,8 @@ from sms.backends import SmsError, locmem
 from sms.models import Message
 from sms.services import sms_send
 from tests.broker import Broker
-from tests.sms.conftest import CENTRAL_QUEUES, USER_PHONE, fresh
+from tests.conftest import CENTRAL_QUEUES
+from tests.sms.conftest import USER_PHONE, fresh
 
 
 class FlakyBackend:

@@ -20,14 +20,13 @@ from django.utils import timezone
 from blink.models import BlinkUser, ResetRequest
 from blink.resets import _stale_after
 from clients.models import Client
-from directory.demo import DemoDirectory
 from directory.models import Connection
 from sms.inbound import neutral_reply
 from sms.models import Message
 from tests.broker import Broker
-from tests.conftest import demo_blink_user, password_in
+from tests.conftest import CENTRAL_QUEUES, demo_blink_user, password_in
 from tests.fakes.twilio import FakeTwilio
-from tests.sms.conftest import CENTRAL_QUEUES, USER_PHONE, Queued, receive
+from tests.sms.conftest import USER_PHONE, Queued, receive
 
 BACKSTOP_SECONDS = django_settings.CELERY_TASK_TIME_LIMIT + 31
 
@@ -35,14 +34,6 @@ BACKSTOP_SECONDS = django_settings.CELERY_TASK_TIME_LIMIT + 31
 @pytest.fixture
 def alex(acme_client: Client, demo_connection: Connection) -> BlinkUser:
     return demo_blink_user(acme_client, demo_connection, USER_PHONE)
-
-
-@pytest.fixture
-def directory_calls() -> Iterator[mock.MagicMock]:
-    """DemoDirectory.reset_password, still working, with every call recorded."""
-    with mock.patch.object(DemoDirectory, "reset_password", autospec=True,
-                           side_effect=DemoDirectory.reset_password) as spied:
-        yield spied
 
 
 @pytest.fixture
