@@ -38,3 +38,21 @@ def test_the_user_and_support_get_their_emails_and_neither_carries_the_password(
     assert "asked by olivia (Console)" in support_text
     for text in (user_text, support_text, str(to_user), str(to_support)):
         assert password not in text
+
+
+def test_a_refused_address_does_not_keep_the_notice_to_support_from_going(
+    smtp_server, company, acme_client, demo_connection, sms_outbox,
+    django_capture_on_commit_callbacks,
+):
+    company.support_email = "help@acme-it.example"
+    company.notify_support_on_reset = True
+    company.save()
+    user = demo_blink_user(acme_client, demo_connection, "+14155550189")
+    BlinkUser.objects.filter(pk=user.pk).update(email="gone@globex.example")
+    user.refresh_from_db()
+    smtp_server.mailbox.unknown.add("gone@globex.example")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        reset_request_create(blink_user=user, actor=Actor(label="olivia"), channel="console")
+
+    assert [m["To"] for m in smtp_server.mailbox.messages] == ["help@acme-it.example"]

@@ -208,5 +208,8 @@ def test_lockout_polls_keep_the_connection_the_next_reset_uses(
     assert progress["status"] == "sent", progress
     assert BlinkUser.objects.get(pk=blink_user.pk).locked_since is None  # unlocked too
     assert any("is locked" in m.body for m in twilio_server.messages_to(PHONE))
+    # The worker logs each connection it opens (so a renamed line cannot pass this by
+    # accident); at most one here: the first use of this connection, if this test is it.
+    assert "directory connection opened to" in worker.log(), worker.log()
     opened = worker.log()[log_before:].count("directory connection opened to")
     assert opened <= 1, worker.log()[log_before:]
