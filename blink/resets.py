@@ -32,14 +32,16 @@ import smtplib
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.mail import EmailMessage, get_connection
+from django.core.mail import EmailMessage, EmailMultiAlternatives, get_connection
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from blink.audit import Actor, audit_record
 from blink.celery import PUBLISH_ERRORS, runs_here
+from blink.emails import email_render
 from blink.models import AuditEvent, BlinkUser, ResetRequest
+from clients.models import Branding
 from directory.backends import directory_for
 from directory.base import DirectoryError
 from directory.encryption import SecretsUnreadable, secrets_decrypt, secrets_encrypt
@@ -328,6 +330,26 @@ def _asked_by(request: ResetRequest) -> str:
     return "by your IT support, in the Blink console"
 
 
+def _confirmation(request: ResetRequest, *, when: str) -> EmailMultiAlternatives:
+    """The user's email that their reset or unlock was done, branded like the activation
+    email."""
+    blink_user = request.blink_user
+    company = blink_user.client.company
+    branding, _ = Branding.objects.get_or_create(company=company)
+    rendered = email_render("reset_done", {
+        "company": company, "branding": branding,
+        "logo_url": company.link(branding.logo_url()) if branding.has_logo() else "",
+        "reset": request.kind == ResetRequest.Kind.RESET, "first_name": blink_user.first_name(),
+        "username": blink_user.username, "when": when, "asked_by": _asked_by(request),
+        "support_email": company.support_email,
+    })
+    email = EmailMultiAlternatives(
+        rendered.subject, rendered.text, to=[blink_user.email],
+        reply_to=[company.support_email] if company.support_email else None)
+    email.attach_alternative(rendered.html, "text/html")
+    return email
+
+
 def reset_emails_send(*, request_id: int) -> int:
     """Email the outcome of a sent reset or unlock, never its password: a confirmation to
     the user (when they have an email address), and a notice to the company's support
@@ -342,19 +364,9 @@ def reset_emails_send(*, request_id: int) -> int:
     reset = request.kind == ResetRequest.Kind.RESET
     what = "password was reset" if reset else "account was unlocked"
     support = company.support_email
-    emails = []
+    emails: list[EmailMessage] = []
     if blink_user.email:
-        done = (f"The password of your account {blink_user.username} was reset at {when}, "
-                f"{_asked_by(request)}. The temporary password went to your phone by text; "
-                "you will choose a new one at your next Windows sign-in." if reset else
-                f"Your account {blink_user.username} was unlocked at {when}, "
-                f"{_asked_by(request)}. Your password has not changed.")
-        emails.append(EmailMessage(
-            f"{company.name} Blink: your {what}",
-            f"Hello {blink_user.first_name()},\n\n{done}\n\nIf you did not ask for this, "
-            f"contact {support or 'your IT support'} now.\n",
-            to=[blink_user.email], reply_to=[support] if support else None,
-        ))
+        emails.append(_confirmation(request, when=when))
     if company.notify_support_on_reset and support:
         emails.append(EmailMessage(
             f"Blink: {blink_user}'s {what}",

@@ -7,6 +7,7 @@ import pytest
 from blink.audit import Actor
 from blink.models import BlinkUser
 from blink.resets import reset_request_create
+from clients.models import Branding
 from tests.conftest import demo_blink_user, password_in
 
 pytestmark = pytest.mark.integration
@@ -35,6 +36,9 @@ def test_the_user_and_support_get_their_emails_and_neither_carries_the_password(
     user_text = to_user.get_body(("plain",)).get_content()
     support_text = to_support.get_body(("plain",)).get_content()
     assert f"The password of your account {user.username} was reset" in user_text
+    branded = to_user.get_body(("html",)).get_content()
+    assert f"<strong>{user.username}</strong> was reset" in branded
+    assert Branding.objects.get(company=company).primary_colour in branded
     assert "asked by olivia (Console)" in support_text
     for text in (user_text, support_text, str(to_user), str(to_support)):
         assert password not in text
