@@ -13,17 +13,21 @@ from tests.conftest import demo_blink_user, password_in
 pytestmark = pytest.mark.integration
 
 
-def test_the_user_and_support_get_their_emails_and_neither_carries_the_password(
-    smtp_server, company, acme_client, demo_connection, sms_outbox,
-    django_capture_on_commit_callbacks,
-):
+@pytest.fixture
+def user(company, acme_client, demo_connection) -> BlinkUser:
+    """An Active Blink user with an email address, of a company that wants the notices."""
     company.support_email = "help@acme-it.example"
     company.notify_support_on_reset = True
     company.save()
-    user = demo_blink_user(acme_client, demo_connection, "+14155550188")
-    BlinkUser.objects.filter(pk=user.pk).update(email="ava@globex.example")
-    user.refresh_from_db()
+    blink_user = demo_blink_user(acme_client, demo_connection, "+14155550188")
+    BlinkUser.objects.filter(pk=blink_user.pk).update(email="ava@globex.example")
+    blink_user.refresh_from_db()
+    return blink_user
 
+
+def test_the_user_and_support_get_their_emails_and_neither_carries_the_password(
+    smtp_server, company, user, sms_outbox, django_capture_on_commit_callbacks,
+):
     with django_capture_on_commit_callbacks(execute=True):
         reset_request_create(blink_user=user, actor=Actor(label="olivia", ip="192.0.2.7"),
                              channel="console")
@@ -45,16 +49,9 @@ def test_the_user_and_support_get_their_emails_and_neither_carries_the_password(
 
 
 def test_a_refused_address_does_not_keep_the_notice_to_support_from_going(
-    smtp_server, company, acme_client, demo_connection, sms_outbox,
-    django_capture_on_commit_callbacks,
+    smtp_server, company, user, sms_outbox, django_capture_on_commit_callbacks,
 ):
-    company.support_email = "help@acme-it.example"
-    company.notify_support_on_reset = True
-    company.save()
-    user = demo_blink_user(acme_client, demo_connection, "+14155550189")
-    BlinkUser.objects.filter(pk=user.pk).update(email="gone@globex.example")
-    user.refresh_from_db()
-    smtp_server.mailbox.unknown.add("gone@globex.example")
+    smtp_server.mailbox.unknown.add("ava@globex.example")
 
     with django_capture_on_commit_callbacks(execute=True):
         reset_request_create(blink_user=user, actor=Actor(label="olivia"), channel="console")
