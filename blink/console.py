@@ -19,7 +19,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from blink import tree
+from blink import selectors, tree
 from blink.audit import Actor
 from blink.celery import PUBLISH_ERRORS
 from blink.forms_console import PHONE_UNAVAILABLE, BlinkUserEditForm, BlinkUserFilterForm
@@ -118,6 +118,10 @@ TAG_PROTECTED = ' <span class="tag tag-protected">Protected: a privileged accoun
                 'refuses</span>'
 TAG_DISABLED = ' <span class="tag tag-disabled">Disabled in the directory</span>'
 TAG_NO_EMAIL = ' <span class="tag tag-muted">No email: will need one</span>'
+TAG_NEVER_EXPIRES = (' <span class="tag tag-muted" title="Active Directory ignores &quot;must '
+                     'change at next logon&quot; on such an account, so Blink would not reset '
+                     'it. Clear the option in Active Directory first.">Password never expires: '
+                     'Blink can unlock it, not reset it</span>')
 
 
 def setup_rows_html(users: list[tree.SetupUser], *, can_write: bool) -> SafeString:
@@ -140,7 +144,8 @@ def setup_rows_html(users: list[tree.SetupUser], *, can_write: bool) -> SafeStri
                 if user.blink_status else "")
         tags += (TAG_PROTECTED if user.protected else "") + (
             "" if user.enabled else TAG_DISABLED) + (
-            TAG_NO_EMAIL if selectable and not user.email else "")
+            TAG_NO_EMAIL if selectable and not user.email else "") + (
+            TAG_NEVER_EXPIRES if selectable and user.password_never_expires else "")
         rows.append(f'<li class="user{"" if selectable else " off"}">{name} '
                     f'<span class="meta">{meta}</span>{tags}</li>\n')
     return mark_safe("".join(rows))  # noqa: S308 - every interpolated value is escaped above
@@ -424,6 +429,8 @@ def _reset_confirm(request: ConsoleRequest, blink_user: BlinkUser, kind: str, *,
         "title": title.format(name=name), "sentence": sentence.format(name=name, phone=phone),
         "button": button, "error": error, "refused": refused,
         "unlocks_too": kind == ResetRequest.Kind.RESET and blink_user.client.unlock_on_reset,
+        "never_expires": kind == ResetRequest.Kind.RESET and selectors.password_never_expires(
+            blink_user=blink_user),
         **_back(request.POST if request.method == "POST" else request.GET),
     }, status=status)
 

@@ -8,6 +8,7 @@ from django.db.models import QuerySet
 
 from blink.models import AuditEvent, BlinkUser
 from clients.models import Client, Company
+from directory.models import Entry
 
 
 def audit_event_list(
@@ -51,3 +52,12 @@ def pin_missing_count(*, client: Client) -> int:
     """How many of the client's Active Blink users have no PIN (see ``BlinkUser.pin_missing``)."""
     return BlinkUser.objects.filter(client=client, status=BlinkUser.Status.ACTIVE,
                                     pin_hash="").count()
+
+
+def password_never_expires(*, blink_user: BlinkUser) -> bool:
+    """Whether the last sync saw the user's account set to "Password never expires" (AD),
+    which Blink refuses to reset. The directory has the last word when a reset runs."""
+    return Entry.objects.filter(
+        connection_id=blink_user.connection_id, kind=Entry.Kind.USER,
+        object_id=blink_user.object_id, password_never_expires=True,
+    ).exists()

@@ -180,7 +180,7 @@ def setup_group_tree(*, client: Client) -> SetupTree:
 
 
 USER_COLUMNS = ("pk", "object_id", "name", "username", "upn", "email", "enabled", "protected",
-                "parent_id", "connection_id", "blink_status")
+                "password_never_expires", "parent_id", "connection_id", "blink_status")
 BLINK_LABELS = dict(BlinkUser.Status.choices)
 
 
@@ -196,6 +196,7 @@ class SetupUser:
     email: str
     enabled: bool
     protected: bool
+    password_never_expires: bool
     parent_id: int | None
     connection_id: int
     # The Blink user's status, "" when the user is not a Blink user yet.
@@ -404,14 +405,19 @@ def blink_user_list(
 ) -> QuerySet[BlinkUser]:
     """The company's Blink users (or one client's), narrowed by a search on name,
     username and email and by status, each with the status of their latest outbound
-    SMS as ``last_sms_status``."""
+    SMS as ``last_sms_status`` and whether the last sync saw their password set never to
+    expire (``password_never_expires``: Blink refuses to reset those)."""
     last_sms = Message.objects.filter(
         blink_user=OuterRef("pk"), direction=Message.Direction.OUTBOUND
     ).order_by("-created_at", "-id").values("status")[:1]
+    never_expires = Entry.objects.filter(
+        connection_id=OuterRef("connection_id"), kind=Entry.Kind.USER,
+        object_id=OuterRef("object_id"), password_never_expires=True)
     users = (
         BlinkUser.objects.filter(client__company=company)
         .select_related("client")
-        .annotate(last_sms_status=Subquery(last_sms))
+        .annotate(last_sms_status=Subquery(last_sms),
+                  password_never_expires=Exists(never_expires))
         .order_by("display_name", "username", "pk")
     )
     if client is not None:

@@ -934,6 +934,8 @@ class ActiveDirectory:
             mobile=_text(entry, "mobile"),
             enabled=not _integer(entry, "userAccountControl") & UF_ACCOUNTDISABLE,
             protected=protected,
+            password_never_expires=bool(_integer(entry, "userAccountControl")
+                                        & UF_DONT_EXPIRE_PASSWD),
             dn=entry["dn"],
             parent_dn=_parent_dn(entry["dn"]),
         )

@@ -58,6 +58,9 @@ class DirectoryUser:
     mobile: str = ""
     enabled: bool = True
     protected: bool = False
+    # AD's "Password never expires": AD then ignores "must change at next logon", so Blink
+    # refuses to reset such an account (the setup page and Blink Users say so beforehand).
+    password_never_expires: bool = False
     dn: str = ""
     parent_dn: str = ""
     # Entra users whose password lives in on-premises AD.

@@ -109,6 +109,7 @@ class Entry(models.Model):
     mobile = models.CharField(max_length=64, blank=True)
     enabled = models.BooleanField(default=True)
     protected = models.BooleanField(default=False)
+    password_never_expires = models.BooleanField(default=False)
     on_premises_sync = models.BooleanField(default=False)
     members = models.ManyToManyField(
         "self", symmetrical=False, related_name="member_of", through="GroupMember", blank=True

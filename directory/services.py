@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 # Fields of an Entry that a sync copies from the directory.
 USER_FIELDS = ("name", "dn", "username", "upn", "given_name", "surname", "email", "mobile",
-               "enabled", "protected", "on_premises_sync")
+               "enabled", "protected", "password_never_expires", "on_premises_sync")
 OTHER_FIELDS = ("name", "dn")
 
 
@@ -186,6 +186,7 @@ def snapshot_apply(*, connection: Connection, snapshot: Snapshot) -> dict[str, i
             "name": u.display_name or u.username, "dn": u.dn, "username": u.username,
             "upn": u.upn, "given_name": u.given_name, "surname": u.surname, "email": u.email,
             "mobile": u.mobile, "enabled": u.enabled, "protected": u.protected,
+            "password_never_expires": u.password_never_expires,
             "on_premises_sync": u.on_premises_sync}, u.parent_dn) for u in snapshot.users]
     )
     wanted = {

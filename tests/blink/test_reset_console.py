@@ -208,6 +208,19 @@ def test_a_protected_account_fails_with_the_reason_and_the_user_is_told_without_
 # Refusals
 
 
+def test_the_confirmation_warns_when_the_password_never_expires(login, owner, ava):
+    browser = login(owner)
+    never = 'this account was set to "Password never expires"'
+    assert never not in browser.get(f"/users/{ava.pk}/reset-password").content.decode()
+
+    Entry.objects.filter(connection=ava.connection, object_id=ava.object_id).update(
+        password_never_expires=True)
+
+    assert never in browser.get(f"/users/{ava.pk}/reset-password").content.decode()
+    # Unlocking does not touch the password: nothing to warn about.
+    assert never not in browser.get(f"/users/{ava.pk}/unlock").content.decode()
+
+
 def test_a_user_who_has_not_activated_is_refused_on_the_page(
     login, owner, ava, django_capture_on_commit_callbacks
 ):

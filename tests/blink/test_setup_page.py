@@ -38,7 +38,7 @@ def globex_snapshot() -> Snapshot:
     it = _ou("IT", corp.dn)
     users = [
         _user("sseller", "Sam Seller", sales),
-        _user("sue", "Sue Summers", sales),
+        _user("sue", "Sue Summers", sales, password_never_expires=True),
         _user("sid", "Sid Noemail", sales, email=""),
         _user("elena", "Elena Euro", emea),
         _user("emil", "Emil Euro", emea),
@@ -169,6 +169,10 @@ def test_opening_an_ou_lists_its_users_and_what_they_can_be(login, owner, direct
     assert ticked(sales) == {"id-sseller", "id-sue", "id-sid"}
     assert "No email: will need one" in sales
     assert "Elena Euro" not in sales  # in EMEA, one level down
+    # Sue can have Blink (unlock, lockout notices), but her resets would be refused.
+    sue = next(row for row in sales.split("<li") if "Sue Summers" in row)
+    assert "Password never expires: Blink can unlock it, not reset it" in sue
+    assert sales.count("Password never expires") == 1
 
 
 def test_users_outside_any_ou_and_group_members_open_too(login, owner, directory, acme_client):

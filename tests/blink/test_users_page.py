@@ -15,7 +15,7 @@ from blink.audit import SYSTEM
 from blink.forms_console import PHONE_UNAVAILABLE
 from blink.models import AuditEvent, BlinkUser
 from clients.services import client_create
-from directory.models import Connection
+from directory.models import Connection, Entry
 from directory.services import connection_save
 from sms.models import Message
 
@@ -121,6 +121,26 @@ def test_failed_deliveries_are_marked(login, owner, make_user):
     assert 'title="The mail server refused it."' in rows[str(bounced)]
     assert "SMS failed" in rows[str(failed)]
     assert "failed</span>" not in rows[str(recovered)]
+
+
+def test_an_account_whose_password_never_expires_is_marked(login, owner, globex, make_user,
+                                                           rival_user):
+    never = make_user("Nora Never", status=Status.ACTIVE, phone="+12015550124")
+    other = make_user("Otto Other", status=Status.ACTIVE, phone="+12015550125")
+    for user, flag in ((never, True), (other, False)):
+        Entry.objects.create(connection=globex, kind=Entry.Kind.USER, object_id=user.object_id,
+                             name=user.display_name, username=user.username,
+                             password_never_expires=flag)
+    # The same object id on another connection says nothing about this user.
+    Entry.objects.create(connection=rival_user.connection, kind=Entry.Kind.USER,
+                         object_id=other.object_id, name="Someone else",
+                         password_never_expires=True)
+
+    page = login(owner).get("/users/").content.decode()
+
+    rows = {names(row)[0]: row for row in page.split("<tr>")[2:]}
+    assert ">Password never expires</span>" in rows[str(never)]
+    assert "never expires" not in rows[str(other)]
 
 
 def test_search_status_and_client_filters(login, owner, company, alice, make_user):

@@ -421,6 +421,9 @@ def test_snapshot_of_the_whole_domain(ad: ActiveDirectory, samba_dc: SambaDC) ->
     assert samba_dc.users["sales"].object_id in groups["Domain Users"].member_ids
     assert users["Administrator"].protected and users["ian.itadmin"].protected
     assert not users["svc-blink"].protected and not users["olga.outside"].protected
+    # The service account is set so (as service accounts often are); ordinary users are not.
+    assert users["svc-blink"].password_never_expires
+    assert not users["olga.outside"].password_never_expires
 
 
 # --- one user ------------------------------------------------------------------------------
@@ -780,6 +783,8 @@ def test_an_account_whose_password_never_expires_is_not_given_a_temporary_passwo
     user = samba_user(never_expires=True)
     new = strong_password()
 
+    # What the sync records, so the console can say so before anyone asks for a reset.
+    assert ad.get_user(user.object_id).password_never_expires is True
     with pytest.raises(DirectoryError) as refused:
         ad.reset_password(user.object_id, new)
 

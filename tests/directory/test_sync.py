@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -69,6 +70,22 @@ def test_changes_and_removals_are_applied(connection):
     assert counts["removed"] == 2 and counts["users_removed"] == 2
     assert not Entry.objects.filter(object_id__in=["u0", "u1"]).exists()
     assert GroupMember.objects.filter(group__object_id="g-all").count() == 3
+
+
+def test_a_password_set_never_to_expire_is_recorded_and_cleared(connection):
+    snapshot = make_snapshot(2)
+    snapshot_apply(connection=connection, snapshot=snapshot)
+    assert not Entry.objects.filter(password_never_expires=True).exists()
+
+    flagged = dataclasses.replace(snapshot.users[0], password_never_expires=True)
+    counts = snapshot_apply(connection=connection, snapshot=dataclasses.replace(
+        snapshot, users=[flagged, *snapshot.users[1:]]))
+    assert counts["changed"] == 1
+    assert list(Entry.objects.filter(password_never_expires=True)
+                .values_list("object_id", flat=True)) == ["u0"]
+
+    snapshot_apply(connection=connection, snapshot=snapshot)
+    assert not Entry.objects.filter(password_never_expires=True).exists()
 
 
 def test_sync_queries_do_not_grow_with_the_directory(connection):
