@@ -314,6 +314,8 @@ if BLINK_HTTPS_PROXY and not (BLINK_HTTPS_PROXY.startswith("http://")
     raise ImproperlyConfigured(
         "BLINK_HTTPS_PROXY must be a proxy's http:// URL, such as http://proxy.example:3128."
     )
+# Error reports hide it (and any setting named *PROXY*): its URL may carry a password.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "blink.debug.ErrorReportFilter"
 if SMS_BACKEND.endswith("twilio.SmsBackend") and not (TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN):
     raise ImproperlyConfigured(
         "SMS_BACKEND is Twilio: set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (or _FILE)."

@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 from cryptography.fernet import Fernet
+from django.views.debug import ExceptionReporter
 
 ROOT = Path(__file__).resolve().parents[2]
 KEEP = ("PATH", "HOME", "LANG", "SYSTEMROOT")
+PROXY_WITH_PASSWORD = "http://blink:proxy-pa55word@proxy.example:3128"
 
 
 def start(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -79,6 +81,26 @@ def test_a_proxy_must_be_a_url(tmp_path):
         assert "BLINK_HTTPS_PROXY must be a proxy's http:// URL" in result.stderr
     assert start(tmp_path, **{**PRODUCTION, "BLINK_HTTPS_PROXY": "http://proxy.example:3128"}
                  ).returncode == 0
+
+
+def _broken() -> None:
+    raise RuntimeError("something broke")
+
+
+def test_error_reports_hide_a_proxy_password(rf, settings):
+    """The DEBUG page and emailed reports list the settings and the request's environment
+    (runserver copies the process's into it); a proxy's URL may carry its password."""
+    settings.BLINK_HTTPS_PROXY = PROXY_WITH_PASSWORD
+    request = rf.get("/", HTTPS_PROXY=PROXY_WITH_PASSWORD)
+    try:
+        _broken()
+    except RuntimeError as error:
+        # From _broken down: this frame's source would show the assertion below.
+        report = ExceptionReporter(request, type(error), error, error.__traceback__.tb_next)
+    page = report.get_traceback_html()
+
+    assert "something broke" in page and "BLINK_HTTPS_PROXY" in page and "HTTPS_PROXY" in page
+    assert "proxy-pa55word" not in page
 
 
 def test_development_generates_and_keeps_local_keys(tmp_path):
