@@ -96,6 +96,7 @@ def test_error_reports_hide_a_proxy_password(rf, settings):
         _broken()
     except RuntimeError as error:
         # From _broken down: this frame's source would show the assertion below.
+        assert error.__traceback__ is not None
         report = ExceptionReporter(request, type(error), error, error.__traceback__.tb_next)
     page = report.get_traceback_html()
 
