@@ -7,6 +7,8 @@ the answer is no: a send cap that fails open is no cap.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +21,10 @@ log = logging.getLogger(__name__)
 PER_USER = ((600, 5), (86_400, 20))
 PER_PHONE = ((600, 5), (86_400, 20))
 PER_ADDRESS = ((600, 10), (86_400, 50))
+
+
+def _now() -> float:
+    return time.time()
 
 
 class SendLimited(Exception):
@@ -105,11 +111,16 @@ def sms_send_allow(*, user_id: int | None = None, phone: str | None = None,
             if int(full):
                 raise SendLimited(int(full))
             return
+        # Without Redis (the trial, tests), each counter keeps beside it when its window
+        # ends, for the "try again after" the user is told.
         for counter in counters:
             if (cache.get(counter.key) or 0) >= counter.limit:
-                raise SendLimited(counter.window)
+                ends = cache.get(f"{counter.key}:ends")
+                left = counter.window if ends is None else math.ceil(ends - _now())
+                raise SendLimited(min(max(left, 1), counter.window))
         for counter in counters:
-            cache.add(counter.key, 0, counter.window)
+            if cache.add(counter.key, 0, counter.window):
+                cache.set(f"{counter.key}:ends", _now() + counter.window, counter.window)
             cache.incr(counter.key)
     except SendLimited:
         raise
