@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.template.loader import render_to_string
 
 from clients.branding import email_text_render
@@ -51,5 +52,6 @@ def activation_email_render(
             "link": link,
             "logo_url": logo_url,
             "support_email": company.support_email,
+            "hours": settings.BLINK_ACTIVATION_HOURS,
         },
     )

@@ -74,6 +74,15 @@ def submit_phone(browser, captured, phone=PHONE):
         return browser.post("/activate/phone/", {"phone": phone})
 
 
+def test_the_email_says_how_long_the_link_lasts(settings, acme_client, directory,
+                                               django_capture_on_commit_callbacks):
+    settings.BLINK_ACTIVATION_HOURS = 24
+    invite(acme_client, directory, django_capture_on_commit_callbacks)
+    [email] = mail.outbox
+    assert "expires in 24 hours" in email.body
+    assert "expires in 24 hours" in email.alternatives[0][0]
+
+
 def test_the_whole_activation(invited, company, sms_outbox, django_capture_on_commit_callbacks):
     browser = Browser()
     email = mail.outbox[-1]
