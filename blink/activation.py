@@ -4,6 +4,10 @@ The browser's session remembers which Blink user is activating; nothing the
 browser posts names a user, a phone it did not type, or a step it skipped. Clients
 whose SMS reset needs a PIN add a step after the code: the user chooses a PIN of 4 to 6 digits,
 kept only as a password hash, and becomes active with it.
+
+An Active user of such a client who has no PIN (they activated before the client asked for
+one) is sent a link of the same kind ("Ask for a PIN" in the console): it leads to the code,
+texted to the phone they already confirmed, then to the PIN, and changes nothing else.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ from sms.services import company_sms_number, sms_send
 log = logging.getLogger(__name__)
 
 ACTIVATING = (BlinkUser.Status.INVITED, BlinkUser.Status.VERIFYING_PHONE)
+# Who a live link may belong to: a user activating, or an Active one choosing a PIN (an
+# Active user has a link only then: finishing activation clears it).
+LINK_HOLDERS = (*ACTIVATING, BlinkUser.Status.ACTIVE)
 # Number types that can receive SMS, where the library can tell.
 TEXTABLE = {
     phonenumbers.PhoneNumberType.MOBILE,
@@ -55,7 +62,7 @@ def activation_user_for_token(token: str) -> BlinkUser | None:
         return None
     blink_user = (
         BlinkUser.objects.select_related("client__company")
-        .filter(activation_token_hash=activation_token_hash(token), status__in=ACTIVATING)
+        .filter(activation_token_hash=activation_token_hash(token), status__in=LINK_HOLDERS)
         .first()
     )
     if blink_user is None or not blink_user.activation_expires_at:
@@ -69,7 +76,7 @@ def activation_user_for_session(*, user_id: int, token_hash: str) -> BlinkUser |
     """The Blink user a browser session is activating, while its link is still live."""
     blink_user = (
         BlinkUser.objects.select_related("client__company")
-        .filter(pk=user_id, activation_token_hash=token_hash, status__in=ACTIVATING,
+        .filter(pk=user_id, activation_token_hash=token_hash, status__in=LINK_HOLDERS,
                 activation_expires_at__gt=timezone.now())
         .first()
     )
@@ -122,6 +129,19 @@ def activation_phone_submit(*, blink_user: BlinkUser, number: PhoneNumber,
                phone=phone_mask(str(number)))
     log.info("activation code sent for blink user %s to %s", blink_user.pk,
              phone_mask(str(number)))
+
+
+def pin_code_send(*, blink_user: BlinkUser, ip: str | None) -> None:
+    """Choosing a PIN (an Active user): text a code to the phone they already confirmed.
+    The number cannot be changed here: a new one needs Reset User."""
+    if not blink_user.is_active() or not blink_user.phone:
+        raise ActivationRefused("This link is not for choosing a PIN.")
+    with transaction.atomic():
+        blink_user.pending_phone = blink_user.phone
+        BlinkUser.objects.filter(pk=blink_user.pk).update(pending_phone=blink_user.phone)
+        verification_code_issue(blink_user=blink_user, phone=str(blink_user.phone), ip=ip)
+        _audit(blink_user, ip, "activation.code_sent", AuditEvent.Result.OK,
+               phone=blink_user.masked_phone(), next="choose a PIN")
 
 
 def activation_code_resend(*, blink_user: BlinkUser, ip: str | None) -> None:
@@ -237,12 +257,16 @@ def _activation_finish(*, blink_user: BlinkUser, ip: str | None,
     try:
         with transaction.atomic():
             fresh = BlinkUser.objects.select_for_update().get(pk=blink_user.pk)
-            if fresh.status not in ACTIVATING or fresh.pending_phone != blink_user.pending_phone:
+            # An Active user was choosing a PIN; their link is cleared once they have.
+            pin_only = fresh.is_active() and bool(fresh.activation_token_hash)
+            if (not (fresh.status in ACTIVATING or pin_only)
+                    or fresh.pending_phone != blink_user.pending_phone):
                 raise ActivationRefused("This activation has already finished.")
             fresh.phone = fresh.pending_phone
             fresh.pending_phone = None
-            fresh.status = BlinkUser.Status.ACTIVE
-            fresh.activated_at = timezone.now()
+            if not pin_only:
+                fresh.status = BlinkUser.Status.ACTIVE
+                fresh.activated_at = timezone.now()
             fresh.activation_token_hash = None
             fresh.activation_expires_at = None
             if pin_hash:
@@ -250,13 +274,19 @@ def _activation_finish(*, blink_user: BlinkUser, ip: str | None,
             fresh.save()
             detail = {"phone": fresh.masked_phone(), **({"pin": "set"} if pin_hash else {})}
             audit_record(
-                company=company, client=fresh.client, action="blink_user.activate",
+                company=company, client=fresh.client,
+                action="blink_user.pin_set" if pin_only else "blink_user.activate",
                 actor=_user_actor(fresh, ip), detail=detail, target=fresh.username,
             )
+            if not pin_only:
+                opening = f"You're set up with Blink for {company.name}. Save this number."
+            elif pin_hash:
+                opening = f"Your Blink PIN for {company.name} is set."
+            else:  # the client stopped asking for PINs while the user was choosing one
+                opening = f"Blink for {company.name} needs no PIN after all."
             sms_send(
                 company=company, phone=fresh.phone, blink_user=fresh, kind="activated",
-                text=f"You're set up with Blink for {company.name}. Save this number. "
-                f"Locked out or forgot your password? {reset_hint}",
+                text=f"{opening} Locked out or forgot your password? {reset_hint}",
             )
     except IntegrityError:
         # Someone else confirmed this number a moment ago.

@@ -115,6 +115,8 @@ def activation_phone(request: HttpRequest) -> HttpResponse:
     if blink_user is None:
         return _invalid_link(request)
     company = blink_user.client.company
+    if blink_user.is_active():
+        return _pin_start(request, blink_user)
     form = PhoneForm(request.POST or None, region=company.default_country)
     status = 200
     if request.method == "POST":
@@ -135,6 +137,20 @@ def activation_phone(request: HttpRequest) -> HttpResponse:
                          region=company.default_country)
     return _page(request, "phone.html", company, {"form": form, "blink_user": blink_user,
                                                   "steps": _steps(blink_user)}, status=status)
+
+
+def _pin_start(request: HttpRequest, blink_user: BlinkUser) -> HttpResponse:
+    """An Active user choosing a PIN: the first step texts a code to the phone they have
+    (on a POST: mail scanners that open links must not set off texts)."""
+    company = blink_user.client.company
+    if request.method == "POST":
+        try:
+            activation.pin_code_send(blink_user=blink_user, ip=client_ip(request))
+        except SendLimited as limited:
+            return _too_many(request, company, limited)
+        return redirect("activation-code")
+    return _page(request, "pin_start.html", company, {"blink_user": blink_user,
+                                                      "steps": _steps(blink_user)})
 
 
 def _too_many(request: HttpRequest, company: Company, limited: SendLimited) -> HttpResponse:

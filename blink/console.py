@@ -25,7 +25,9 @@ from blink.celery import PUBLISH_ERRORS
 from blink.forms_console import PHONE_UNAVAILABLE, BlinkUserEditForm, BlinkUserFilterForm
 from blink.invitations import (
     PhoneUnavailable,
+    PinAskRefused,
     blink_user_invite,
+    blink_user_pin_ask,
     blink_user_reinvite,
     blink_user_remove,
     blink_user_update,
@@ -315,6 +317,13 @@ CONFIRMATIONS = {
         "they must verify their phone again before they can reset their password.",
         "Reset User",
     ),
+    "pin": (
+        "Ask {name} for a PIN?",
+        "Blink emails {name} a link to choose a PIN, after a code texted to their phone "
+        "{phone}. Until they have, Blink refuses their texted resets and unlocks. Nothing "
+        "else changes: their phone and the console's Reset Password and Unlock stay as they are.",
+        "Email the link",
+    ),
     "remove": (
         "Remove {name} from Blink?",
         "{name} can no longer reset their password or unlock their account with Blink. "
@@ -330,7 +339,8 @@ def _confirm(request: ConsoleRequest, blink_user: BlinkUser, action: str) -> Htt
     name = str(blink_user)
     return render(request, "blink/user_confirm.html", {
         "section": "users", "blink_user": blink_user, "title": title.format(name=name),
-        "sentence": sentence.format(name=name), "button": button, "danger": action == "remove",
+        "sentence": sentence.format(name=name, phone=blink_user.masked_phone()),
+        "button": button, "danger": action == "remove",
         **_back(request.GET),
     })
 
@@ -348,6 +358,22 @@ def user_reset(request: ConsoleRequest, blink_user_id: int) -> HttpResponse:
     else:
         messages.warning(request, f"{blink_user} was reset but has no email address. Edit "
                                   "them to add one and Blink sends the activation email.")
+    return redirect(_back(request.POST)["back_url"])
+
+
+@console_view(write=True)
+def user_pin_ask(request: ConsoleRequest, blink_user_id: int) -> HttpResponse:
+    """Ask for a PIN: email an Active user without one a link to choose it (confirmed
+    first)."""
+    blink_user = _blink_user(request, blink_user_id)
+    if request.method != "POST":
+        return _confirm(request, blink_user, "pin")
+    try:
+        blink_user_pin_ask(blink_user=blink_user, actor=Actor.from_request(request))
+    except PinAskRefused as refused:
+        messages.error(request, refused.message)
+    else:
+        messages.success(request, f"A link to choose a PIN is on its way to {blink_user}.")
     return redirect(_back(request.POST)["back_url"])
 
 

@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from blink.audit import Actor, audit_record, audit_record_many
-from blink.emails import activation_email_render
+from blink.emails import activation_email_render, email_render
 from blink.models import BlinkUser
 from clients.models import Branding, Client
 from directory.models import Entry
@@ -152,6 +152,30 @@ def blink_user_update(
     return blink_user
 
 
+class PinAskRefused(Exception):
+    """The user cannot be asked for a PIN; ``message`` says why, for the admin."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@transaction.atomic
+def blink_user_pin_ask(*, blink_user: BlinkUser, actor: Actor) -> None:
+    """Ask for a PIN: email an Active user who has none, on a client whose SMS reset needs
+    one, a link to choose it. They keep their phone and stay Active meanwhile; their
+    texted resets wait for the PIN."""
+    if not blink_user.pin_missing():
+        raise PinAskRefused(f"{blink_user} does not need a PIN: only Active users of a client "
+                            "whose SMS reset needs one, who have none yet, do.")
+    if not blink_user.email:
+        raise PinAskRefused(f"{blink_user} has no email address. Edit them to add one, then "
+                            "ask again.")
+    audit_record(company=blink_user.client.company, actor=actor, client=blink_user.client,
+                 action="blink_user.pin_ask", target=blink_user.username)
+    _queue_activation_email(blink_user)
+
+
 @transaction.atomic
 def blink_user_remove(*, blink_user: BlinkUser, actor: Actor) -> None:
     """Take Blink away from a user. The directory account is untouched."""
@@ -186,10 +210,18 @@ def activation_email_send(*, blink_user_id: int) -> None:
     )
     branding, _ = Branding.objects.get_or_create(company=company)
     logo = company.link(branding.logo_url()) if branding.has_logo() else ""
-    rendered = activation_email_render(
-        company=company, branding=branding, first_name=blink_user.first_name(),
-        full_name=str(blink_user), link=company.link(f"/activate/{token}/"), logo_url=logo,
-    )
+    link = company.link(f"/activate/{token}/")
+    if blink_user.is_active():  # "Ask for a PIN"
+        rendered = email_render("pin_setup", {
+            "company": company, "branding": branding, "logo_url": logo, "link": link,
+            "first_name": blink_user.first_name(), "masked_phone": blink_user.masked_phone(),
+            "hours": settings.BLINK_ACTIVATION_HOURS, "support_email": company.support_email,
+        })
+    else:
+        rendered = activation_email_render(
+            company=company, branding=branding, first_name=blink_user.first_name(),
+            full_name=str(blink_user), link=link, logo_url=logo,
+        )
     email = EmailMultiAlternatives(rendered.subject, rendered.text, to=[blink_user.email],
                                    reply_to=[company.support_email] if company.support_email
                                    else None)

@@ -76,7 +76,8 @@ class BlinkUser(models.Model):
 
     def pin_missing(self) -> bool:
         """Active, on a client whose SMS reset needs a PIN, without one (activated before
-        the client asked for it): texted resets are refused until they activate again."""
+        the client asked for it): texted resets are refused until they choose one (Ask for a
+        PIN, ``blink_user_pin_ask``)."""
         return self.is_active() and self.client.sms_reset_needs_pin and not self.pin_hash
 
     def masked_phone(self) -> str:

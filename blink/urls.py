@@ -31,6 +31,8 @@ urlpatterns = [
     path("users/resend", console_views.users_resend, name="blink-user-resend"),
     path("users/<int:blink_user_id>/edit", console_views.user_edit, name="blink-user-edit"),
     path("users/<int:blink_user_id>/reset", console_views.user_reset, name="blink-user-reset"),
+    path("users/<int:blink_user_id>/ask-pin", console_views.user_pin_ask,
+         name="blink-user-pin-ask"),
     path("users/<int:blink_user_id>/remove", console_views.user_remove, name="blink-user-remove"),
     path("users/<int:blink_user_id>/reset-password", console_views.user_reset_password,
          name="blink-user-reset-password"),

@@ -214,8 +214,8 @@ def _pin_missing_warn(request: HttpRequest, client: Client) -> None:
     messages.warning(
         request,
         f"{missing} {who} no PIN yet. Blink refuses their texted resets until they "
-        "choose one: on Blink Users, Reset User sends them a new activation email, in which "
-        "they choose a PIN. You can still reset them from the console.",
+        "choose one: on Blink Users, Ask for a PIN (in a user's menu) emails them a link to "
+        "choose it. You can still reset them from the console.",
     )
 
 
