@@ -177,6 +177,32 @@ def blink_user_pin_ask(*, blink_user: BlinkUser, actor: Actor) -> None:
 
 
 @transaction.atomic
+def client_pin_ask(*, client: Client, actor: Actor) -> int:
+    """Ask for a PIN, at once, every Active user of ``client`` who needs one and has an
+    email address (``blink_user_pin_ask`` for each, in a few queries whatever their
+    number). Returns how many were asked."""
+    if not client.sms_reset_needs_pin:
+        return 0
+    users = list(BlinkUser.objects.select_for_update()
+                 .filter(client=client, status=BlinkUser.Status.ACTIVE, pin_hash="")
+                 .exclude(email="").order_by("pk"))
+    if not users:
+        return 0
+    BlinkUser.objects.filter(pk__in=[u.pk for u in users]).update(
+        activation_email_status=BlinkUser.EmailStatus.QUEUED, activation_email_error="")
+    audit_record_many(company=client.company, actor=actor, client=client,
+                      action="blink_user.pin_ask", targets=[(u.username, {}) for u in users])
+    from blink.tasks import activation_email_send
+
+    def send_all() -> None:
+        for blink_user in users:
+            activation_email_send.delay(blink_user.pk)
+
+    transaction.on_commit(send_all)
+    return len(users)
+
+
+@transaction.atomic
 def blink_user_remove(*, blink_user: BlinkUser, actor: Actor) -> None:
     """Take Blink away from a user. The directory account is untouched."""
     audit_record(company=blink_user.client.company, actor=actor, client=blink_user.client,

@@ -54,6 +54,8 @@ urlpatterns = [
     path("clients/", client_views.client_list, name="client-list"),
     path("clients/add/", client_views.client_add, name="client-add"),
     path("clients/<int:client_id>/", client_views.client_edit, name="client-edit"),
+    path("clients/<int:client_id>/ask-pins", client_views.client_pin_ask,
+         name="client-pin-ask"),
     path("clients/<int:client_id>/archive", client_views.client_archive, name="client-archive"),
     path("clients/<int:client_id>/restore", client_views.client_restore, name="client-restore"),
     path("clients/<int:client_id>/directory/", directory_views.client_directory,

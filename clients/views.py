@@ -5,11 +5,13 @@ from __future__ import annotations
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_POST
 
 from blink.audit import Actor
 from blink.emails import activation_email_render
+from blink.invitations import client_pin_ask as client_pin_ask_all
 from blink.selectors import pin_missing_count
 from clients import services
 from clients.branding import EMAIL_PLACEHOLDERS, colour_warnings
@@ -200,9 +202,10 @@ def client_edit(request: ConsoleRequest, client_id: int) -> HttpResponse:
                 "sms_reset_needs_pin": client.sms_reset_needs_pin,
             },
         )
-    return render(
-        request, "clients/client_form.html", {"form": form, "client": client, "section": "clients"}
-    )
+    return render(request, "clients/client_form.html", {
+        "form": form, "client": client, "section": "clients",
+        "pin_missing": pin_missing_count(client=client) if client.sms_reset_needs_pin else 0,
+    })
 
 
 def _pin_missing_warn(request: HttpRequest, client: Client) -> None:
@@ -214,9 +217,26 @@ def _pin_missing_warn(request: HttpRequest, client: Client) -> None:
     messages.warning(
         request,
         f"{missing} {who} no PIN yet. Blink refuses their texted resets until they "
-        "choose one: on Blink Users, Ask for a PIN (in a user's menu) emails them a link to "
-        "choose it. You can still reset them from the console.",
+        "choose one: edit the client to email them all a link to choose it, or use Ask for "
+        "a PIN on Blink Users. You can still reset them from the console.",
     )
+
+
+@require_POST
+@console_view(write=True)
+def client_pin_ask(request: ConsoleRequest, client_id: int) -> HttpResponse:
+    """Email every Active user of the client who has no PIN a link to choose one."""
+    client = get_object_or_404(Client, pk=client_id, company=request.membership.company)
+    asked = client_pin_ask_all(client=client, actor=Actor.from_request(request))
+    left = pin_missing_count(client=client) - asked
+    if asked:
+        messages.success(request, f"A link to choose a PIN is on its way to {asked} "
+                                  f"user{pluralize(asked)}.")
+    if left:
+        messages.warning(request, f"{left} user{pluralize(left)} without a PIN "
+                                  f"{pluralize(left, 'has,have')} no email address: edit them "
+                                  "on Blink Users to add one, then ask again.")
+    return redirect("client-edit", client.pk)
 
 
 @require_POST

@@ -152,4 +152,45 @@ def test_a_reader_cannot_ask(login: Callable[..., Browser], reader: Any, ava: Bl
     assert browser.get(f"/users/{ava.pk}/ask-pin").status_code == 403
     with django_capture_on_commit_callbacks(execute=True):
         assert browser.post(f"/users/{ava.pk}/ask-pin").status_code == 403
+        assert browser.post(f"/clients/{ava.client_id}/ask-pins").status_code == 403
     assert mail.outbox == []
+
+
+def test_the_client_page_asks_every_user_without_a_pin_at_once(
+    login: Callable[..., Browser], owner: Any, pin_client: Client, demo_connection: Connection,
+    django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    without = [demo_blink_user(pin_client, demo_connection, f"+1415555014{n}") for n in range(3)]
+    with_pin = demo_blink_user(pin_client, demo_connection, "+14155550150")
+    BlinkUser.objects.filter(pk=with_pin.pk).update(pin_hash="pbkdf2_sha256$x")
+    for n, user in enumerate(without):
+        BlinkUser.objects.filter(pk=user.pk).update(email=f"user{n}@globex.example" if n else "")
+    admin = login(owner)
+    page = admin.get(f"/clients/{pin_client.pk}/").content.decode()
+    assert "3 Active users of Globex have no PIN" in page
+
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = admin.post(f"/clients/{pin_client.pk}/ask-pins", follow=True)
+
+    text = answer.content.decode()
+    assert "A link to choose a PIN is on its way to 2 users." in text
+    assert "1 user without a PIN has no email address" in text
+    assert sorted(email.to[0] for email in mail.outbox) == ["user1@globex.example",
+                                                            "user2@globex.example"]
+    assert all(email.subject == "Choose a PIN for Blink at Acme IT" for email in mail.outbox)
+    assert sorted(AuditEvent.objects.filter(action="blink_user.pin_ask")
+                  .values_list("target_label", flat=True)) == sorted(
+        u.username for u in without[1:])
+
+
+def test_the_client_page_asks_nobody_when_the_client_needs_no_pin(
+    login: Callable[..., Browser], owner: Any, ava: BlinkUser, pin_client: Client,
+    django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    Client.objects.filter(pk=pin_client.pk).update(sms_reset_needs_pin=False)
+    admin = login(owner)
+    assert "no PIN" not in admin.get(f"/clients/{pin_client.pk}/").content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = admin.post(f"/clients/{pin_client.pk}/ask-pins", follow=True)
+    assert answer.status_code == 200 and mail.outbox == []
+    assert not AuditEvent.objects.filter(action="blink_user.pin_ask").exists()

@@ -330,7 +330,7 @@ def test_turning_on_the_pin_names_the_active_users_who_have_none(
     page = _page_text(response)
     assert _fresh(acme_client).sms_reset_needs_pin
     assert "2 Active users have no PIN yet. Blink refuses their texted resets" in page
-    assert "Ask for a PIN (in a user's menu) emails them a link" in page
+    assert "edit the client to email them all a link to choose it" in page
     row = page.split(">Globex</a>", 1)[1].split("</tr>", 1)[0]
     assert re.findall(r"<td>([^<]*)</td>", row) == ["12", "Yes", "Yes"]
     event = AuditEvent.objects.filter(action="client.update").latest("id")
