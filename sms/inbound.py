@@ -282,14 +282,15 @@ def _limited(blink_user: BlinkUser, kind: str, limited: SendLimited) -> list[mod
 
 
 def self_service_request(*, blink_user: BlinkUser, kind: str, pin: str, phone: str,
-                         opted_out: bool) -> list[models.Model]:
+                         opted_out: bool, text_id: str) -> list[models.Model]:
     """A RESET or UNLOCK texted by ``blink_user``'s own phone: queue it, or refuse it with
     an audit event and without a word to the phone (the neutral reply is all it gets).
 
     Wrong or missing PINs (for clients that require one) count as wrong codes; the send
     caps refuse before anything is queued and tell the user once when to try again.
-    ``opted_out`` is whether ``phone`` texted STOP. Returns the rows written (see
-    ``Handler``).
+    ``opted_out`` is whether ``phone`` texted STOP; ``text_id`` the text's provider id,
+    so that a text acted on again (see ``_wait_again``) counts against the caps once.
+    Returns the rows written (see ``Handler``).
     """
     action = f"{kind}.request"
     reason = _why_not(blink_user, opted_out=opted_out)
@@ -303,7 +304,7 @@ def self_service_request(*, blink_user: BlinkUser, kind: str, pin: str, phone: s
         written = _wrong_pin(blink_user, phone)
         return [*written, _refuse(blink_user, action, "wrong PIN" if pin else "no PIN")]
     try:
-        sms_send_allow(user_id=blink_user.pk, phone=phone)
+        sms_send_allow(user_id=blink_user.pk, phone=phone, event=text_id)
     except SendLimited as limited:
         return _limited(blink_user, kind, limited)
     try:
@@ -328,7 +329,8 @@ def _self_service(message: Message, kind: str, pin: str) -> list[models.Model]:
     written = _reply(message, kind="self_service", text=neutral_reply(message.company),
                      opted_out=opted_out)
     return written + self_service_request(blink_user=blink_user, kind=kind, pin=pin,
-                                          phone=str(message.phone), opted_out=opted_out)
+                                          phone=str(message.phone), opted_out=opted_out,
+                                          text_id=message.provider_id or "")
 
 
 def keyword_reset(message: Message, argument: str = "") -> list[models.Model]:

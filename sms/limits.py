@@ -54,21 +54,31 @@ def _counters(*, user_id: int | None, phone: str | None, ip: str | None) -> list
 
 # Checks every counter and, only when none is full, counts the send in all of them: one
 # round trip instead of three per counter, and no other send can slip in between.
-# KEYS are the counters; ARGV their windows, then their limits. Returns the seconds left in
-# the first full counter's window (when the user may send again), or 0 when the send was
-# counted.
+# KEYS are the counters, then the event's key when there is one; ARGV their windows, their
+# limits, then 1 with an event (0 without). An event already counted is let through without
+# counting it again. Returns the seconds left in the first full counter's window (when the
+# user may send again), or 0 when the send was allowed.
 _ALLOW_SCRIPT = """
-local n = #KEYS
+local event = tonumber(ARGV[#ARGV])
+local n = #KEYS - event
+if event == 1 and redis.call('EXISTS', KEYS[n + 1]) == 1 then
+  return 0
+end
+local longest = 1
 for i = 1, n do
   if tonumber(redis.call('GET', KEYS[i]) or '0') >= tonumber(ARGV[n + i]) then
     local left = redis.call('TTL', KEYS[i])
     if left < 1 then left = tonumber(ARGV[i]) end
     return left
   end
+  longest = math.max(longest, tonumber(ARGV[i]))
 end
 for i = 1, n do
   redis.call('SET', KEYS[i], 0, 'EX', ARGV[i], 'NX')
   redis.call('INCR', KEYS[i])
+end
+if event == 1 then
+  redis.call('SET', KEYS[n + 1], 1, 'EX', longest)
 end
 return 0
 """
@@ -99,17 +109,27 @@ def window_count(*, key: str, window: int) -> int:
 
 
 def sms_send_allow(*, user_id: int | None = None, phone: str | None = None,
-                   ip: str | None = None) -> None:
-    """Count one send against every cap that applies, or raise ``SendLimited``."""
+                   ip: str | None = None, event: str = "") -> None:
+    """Count one send against every cap that applies, or raise ``SendLimited``.
+
+    ``event``: what asked for the send (an inbound text's provider id), when it may ask
+    again: a text acted on a second time (its first run was undone) counts once.
+    """
     counters = _counters(user_id=user_id, phone=phone, ip=ip)
+    event_key = f"sms-cap-event:{event}" if event else ""
     try:
         client = _redis()
         if client is not None:
-            full = client.eval(_ALLOW_SCRIPT, len(counters),
-                               *[cache.make_and_validate_key(c.key) for c in counters],
-                               *[c.window for c in counters], *[c.limit for c in counters])
+            keys = [cache.make_and_validate_key(c.key) for c in counters]
+            if event_key:
+                keys.append(cache.make_and_validate_key(event_key))
+            full = client.eval(_ALLOW_SCRIPT, len(keys), *keys,
+                               *[c.window for c in counters], *[c.limit for c in counters],
+                               1 if event_key else 0)
             if int(full):
                 raise SendLimited(int(full))
+            return
+        if event_key and cache.get(event_key):
             return
         # Without Redis (the trial, tests), each counter keeps beside it when its window
         # ends, for the "try again after" the user is told.
@@ -122,6 +142,8 @@ def sms_send_allow(*, user_id: int | None = None, phone: str | None = None,
             if cache.add(counter.key, 0, counter.window):
                 cache.set(f"{counter.key}:ends", _now() + counter.window, counter.window)
             cache.incr(counter.key)
+        if event_key:
+            cache.set(event_key, 1, max((c.window for c in counters), default=1))
     except SendLimited:
         raise
     except Exception:

@@ -124,3 +124,25 @@ def test_window_count_counts_within_its_window(redis_cache):
     server: Any = redis.Redis.from_url(redis_cache)
     [key] = server.keys("*replies*")
     assert 0 < server.ttl(key) <= 60
+
+
+def test_a_text_acted_on_again_counts_once(redis_cache):
+    """An inbound text whose first run was undone (see sms.inbound._wait_again) is acted on
+    again: its send was counted the first time."""
+    _, limit = PER_USER[0]
+    server: Any = redis.Redis.from_url(redis_cache)
+    sms_send_allow(user_id=7, phone="+14155550100", event="SM-first")
+    sms_send_allow(user_id=7, phone="+14155550100", event="SM-first")
+    assert [int(server.get(k)) for k in server.keys("*sms-cap:user:7:600*")] == [1]
+    assert 86_390 <= server.ttl(server.keys("*sms-cap-event:SM-first*")[0]) <= 86_400
+
+    for n in range(limit - 1):
+        sms_send_allow(user_id=7, phone="+14155550100", event=f"SM-{n}")
+    with pytest.raises(SendLimited):
+        sms_send_allow(user_id=7, phone="+14155550100", event="SM-new")
+    # Refused, so not counted: it is refused again, not let through as "already counted".
+    with pytest.raises(SendLimited):
+        sms_send_allow(user_id=7, phone="+14155550100", event="SM-new")
+    # A text counted before the cap filled still goes through when acted on again.
+    sms_send_allow(user_id=7, phone="+14155550100", event="SM-first")
+    assert [int(server.get(k)) for k in server.keys("*sms-cap:user:7:600*")] == [limit]

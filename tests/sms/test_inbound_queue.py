@@ -13,6 +13,7 @@ from unittest import mock
 import kombu.exceptions
 import pytest
 from django.contrib.auth.hashers import make_password
+from django.core.cache import cache
 from django.db import connection
 from django.test import Client as HttpClient
 from django.test.utils import CaptureQueriesContext
@@ -30,6 +31,7 @@ from sms.inbound import (
     inbound_company,
     inbound_requeue,
 )
+from sms.limits import PER_USER
 from sms.models import Message, VerificationCode
 from sms.services import REDACTED
 from tests.broker import Broker, unreachable_broker
@@ -149,6 +151,8 @@ def test_a_text_whose_reply_cannot_be_queued_waits_and_is_queued_again(
     assert (inbound().status, inbound().sealed_body) == ("received", "")
     assert ResetRequest.objects.get().blink_user == blink_user
     assert [b for b in outbound_bodies() if "registered with Blink" in b]
+    # Acted on twice, counted once against the user's send caps.
+    assert cache.get(f"sms-cap:user:{blink_user.pk}:{PER_USER[0][0]}") == 1
 
 
 @pytest.mark.django_db(transaction=True)

@@ -40,3 +40,16 @@ def test_a_refused_send_is_not_counted() -> None:
         sms_send_allow(phone="+14155550101")
     with pytest.raises(SendLimited):
         sms_send_allow(phone="+14155550101")
+
+
+def test_a_text_acted_on_again_counts_once() -> None:
+    _, limit = PER_USER[0]
+    for _ in range(2):
+        sms_send_allow(user_id=7, event="SM-first")
+    for n in range(limit - 1):
+        sms_send_allow(user_id=7, event=f"SM-{n}")
+    with pytest.raises(SendLimited):
+        sms_send_allow(user_id=7, event="SM-new")
+    with pytest.raises(SendLimited):
+        sms_send_allow(user_id=7, event="SM-new")
+    sms_send_allow(user_id=7, event="SM-first")
