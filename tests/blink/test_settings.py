@@ -83,8 +83,11 @@ def test_a_proxy_must_be_a_url(tmp_path):
                  ).returncode == 0
 
 
-def _broken() -> None:
-    raise RuntimeError("something broke")
+def _broken(proxy: str = PROXY_WITH_PASSWORD) -> None:
+    # Locals such as these, in Blink's code or a library's, reach the report's frames.
+    session = {"proxies": {"https": proxy}, "timeout": 10}
+    bind_password = proxy
+    raise RuntimeError(f"something broke ({len(session)}, {len(bind_password)})")
 
 
 def test_error_reports_hide_a_proxy_password(rf, settings):
@@ -100,7 +103,9 @@ def test_error_reports_hide_a_proxy_password(rf, settings):
         report = ExceptionReporter(request, type(error), error, error.__traceback__.tb_next)
     page = report.get_traceback_html()
 
-    assert "something broke" in page and "BLINK_HTTPS_PROXY" in page and "HTTPS_PROXY" in page
+    assert "something broke" in page and "BLINK_HTTPS_PROXY" in page
+    assert "<td>HTTPS_PROXY</td>" in page  # the request's variable, shown hidden
+    assert "session" in page and "timeout" in page and "bind_password" in page
     assert "proxy-pa55word" not in page
 
 
