@@ -37,8 +37,8 @@ from sms.services import company_sms_number, sms_send
 log = logging.getLogger(__name__)
 
 ACTIVATING = (BlinkUser.Status.INVITED, BlinkUser.Status.VERIFYING_PHONE)
-# Who a live link may belong to: a user activating, or an Active one choosing a PIN (an
-# Active user has a link only then: finishing activation clears it).
+# Who a live link may belong to: a user activating, or an Active one who still has a PIN to
+# choose (``_link_holder``).
 LINK_HOLDERS = (*ACTIVATING, BlinkUser.Status.ACTIVE)
 # Number types that can receive SMS, where the library can tell.
 TEXTABLE = {
@@ -56,6 +56,15 @@ class ActivationRefused(Exception):
         self.message = message
 
 
+def _link_holder(blink_user: BlinkUser | None) -> BlinkUser | None:
+    """``blink_user``, unless an Active user with no PIN to choose: whatever link they hold
+    (a PIN link they have since used another copy of, an old activation link), it has
+    nothing left to do."""
+    if blink_user is not None and blink_user.is_active() and not blink_user.pin_missing():
+        return None
+    return blink_user
+
+
 def activation_user_for_token(token: str) -> BlinkUser | None:
     """The Blink user whose live activation link this is, or None (unknown, used, expired)."""
     if not token or len(token) > 100:
@@ -69,7 +78,7 @@ def activation_user_for_token(token: str) -> BlinkUser | None:
         return None
     if blink_user.activation_expires_at <= timezone.now():
         return None
-    return blink_user
+    return _link_holder(blink_user)
 
 
 def activation_user_for_session(*, user_id: int, token_hash: str) -> BlinkUser | None:
@@ -80,7 +89,7 @@ def activation_user_for_session(*, user_id: int, token_hash: str) -> BlinkUser |
                 activation_expires_at__gt=timezone.now())
         .first()
     )
-    return blink_user
+    return _link_holder(blink_user)
 
 
 def _user_actor(blink_user: BlinkUser, ip: str | None) -> Actor:
@@ -134,7 +143,7 @@ def activation_phone_submit(*, blink_user: BlinkUser, number: PhoneNumber,
 def pin_code_send(*, blink_user: BlinkUser, ip: str | None) -> None:
     """Choosing a PIN (an Active user): text a code to the phone they already confirmed.
     The number cannot be changed here: a new one needs Reset User."""
-    if not blink_user.is_active() or not blink_user.phone:
+    if not blink_user.pin_missing() or not blink_user.phone:
         raise ActivationRefused("This link is not for choosing a PIN.")
     with transaction.atomic():
         blink_user.pending_phone = blink_user.phone
@@ -145,7 +154,11 @@ def pin_code_send(*, blink_user: BlinkUser, ip: str | None) -> None:
 
 
 def activation_code_resend(*, blink_user: BlinkUser, ip: str | None) -> None:
-    """Text a fresh code to the number being verified; the previous code stops working."""
+    """Text a fresh code to the number being verified; the previous code stops working.
+    One choosing a PIN gets it on the phone they have now."""
+    if blink_user.is_active():
+        pin_code_send(blink_user=blink_user, ip=ip)
+        return
     if not blink_user.pending_phone:
         raise ActivationRefused("Enter your mobile number first.")
     with transaction.atomic():
@@ -195,7 +208,8 @@ def activation_code_submit(*, blink_user: BlinkUser, code: str,
             "That code is wrong or has expired. Check the latest text from Blink, or "
             "send a new code."
         )
-    if blink_user.client.sms_reset_needs_pin:
+    if blink_user.client.sms_reset_needs_pin or blink_user.is_active():
+        # (An Active user is here only to choose a PIN.)
         _audit(blink_user, ip, "activation.code", AuditEvent.Result.OK,
                next="choose a PIN")
         return CodeVerified(code_id=checked.pk)
@@ -257,16 +271,20 @@ def _activation_finish(*, blink_user: BlinkUser, ip: str | None,
     try:
         with transaction.atomic():
             fresh = BlinkUser.objects.select_for_update().get(pk=blink_user.pk)
-            # An Active user was choosing a PIN; their link is cleared once they have.
-            pin_only = fresh.is_active() and bool(fresh.activation_token_hash)
+            # An Active user choosing a PIN; their link is cleared once they have.
+            pin_only = fresh.is_active() and bool(fresh.activation_token_hash and pin_hash)
             if (not (fresh.status in ACTIVATING or pin_only)
                     or fresh.pending_phone != blink_user.pending_phone):
                 raise ActivationRefused("This activation has already finished.")
-            fresh.phone = fresh.pending_phone
-            fresh.pending_phone = None
+            if pin_only and fresh.phone != fresh.pending_phone:
+                # An admin changed the number since the code went out: the code proved
+                # the old one.
+                raise PinProofMissing
             if not pin_only:
+                fresh.phone = fresh.pending_phone
                 fresh.status = BlinkUser.Status.ACTIVE
                 fresh.activated_at = timezone.now()
+            fresh.pending_phone = None
             fresh.activation_token_hash = None
             fresh.activation_expires_at = None
             if pin_hash:
@@ -278,14 +296,11 @@ def _activation_finish(*, blink_user: BlinkUser, ip: str | None,
                 action="blink_user.pin_set" if pin_only else "blink_user.activate",
                 actor=_user_actor(fresh, ip), detail=detail, target=fresh.username,
             )
-            if not pin_only:
-                opening = f"You're set up with Blink for {company.name}. Save this number."
-            elif pin_hash:
-                opening = f"Your Blink PIN for {company.name} is set."
-            else:  # the client stopped asking for PINs while the user was choosing one
-                opening = f"Blink for {company.name} needs no PIN after all."
+            opening = (f"Your Blink PIN for {company.name} is set." if pin_only else
+                       f"You're set up with Blink for {company.name}. Save this number.")
             sms_send(
-                company=company, phone=fresh.phone, blink_user=fresh, kind="activated",
+                company=company, phone=fresh.phone, blink_user=fresh,
+                kind="pin_set" if pin_only else "activated",
                 text=f"{opening} Locked out or forgot your password? {reset_hint}",
             )
     except IntegrityError:

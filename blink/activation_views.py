@@ -146,6 +146,8 @@ def _pin_start(request: HttpRequest, blink_user: BlinkUser) -> HttpResponse:
     if request.method == "POST":
         try:
             activation.pin_code_send(blink_user=blink_user, ip=client_ip(request))
+        except activation.ActivationRefused:
+            return _invalid_link(request)
         except SendLimited as limited:
             return _too_many(request, company, limited)
         return redirect("activation-code")
@@ -198,7 +200,7 @@ def activation_code(request: HttpRequest) -> HttpResponse:
                 return _finished(request, done)
     return _page(request, "code.html", company, {
         "form": form, "notice": notice, "masked": BlinkUser(phone=blink_user.pending_phone)
-        .masked_phone(), "steps": _steps(blink_user),
+        .masked_phone(), "steps": _steps(blink_user), "choosing_pin": blink_user.is_active(),
     }, status=status)
 
 

@@ -165,6 +165,8 @@ def blink_user_pin_ask(*, blink_user: BlinkUser, actor: Actor) -> None:
     """Ask for a PIN: email an Active user who has none, on a client whose SMS reset needs
     one, a link to choose it. They keep their phone and stay Active meanwhile; their
     texted resets wait for the PIN."""
+    if blink_user.client.is_archived():
+        raise PinAskRefused("This client is archived; restore it first.")
     if not blink_user.pin_missing():
         raise PinAskRefused(f"{blink_user} does not need a PIN: only Active users of a client "
                             "whose SMS reset needs one, who have none yet, do.")
@@ -181,7 +183,7 @@ def client_pin_ask(*, client: Client, actor: Actor) -> int:
     """Ask for a PIN, at once, every Active user of ``client`` who needs one and has an
     email address (``blink_user_pin_ask`` for each, in a few queries whatever their
     number). Returns how many were asked."""
-    if not client.sms_reset_needs_pin:
+    if not client.sms_reset_needs_pin or client.is_archived():
         return 0
     users = list(BlinkUser.objects.select_for_update()
                  .filter(client=client, status=BlinkUser.Status.ACTIVE, pin_hash="")
@@ -229,6 +231,12 @@ def activation_email_send(*, blink_user_id: int) -> None:
         return
     blink_user = BlinkUser.objects.select_related("client__company").get(pk=blink_user_id)
     company = blink_user.client.company
+    if blink_user.is_active() and not blink_user.pin_missing():
+        # Asked for a PIN, then chose one from an earlier link (or the client stopped
+        # asking for PINs) before this ran: nothing to send.
+        BlinkUser.objects.filter(pk=blink_user.pk).update(
+            activation_email_status=BlinkUser.EmailStatus.SENT)
+        return
     token = secrets.token_urlsafe(32)  # 256 bits
     BlinkUser.objects.filter(pk=blink_user.pk).update(
         activation_token_hash=activation_token_hash(token),

@@ -204,7 +204,8 @@ def client_edit(request: ConsoleRequest, client_id: int) -> HttpResponse:
         )
     return render(request, "clients/client_form.html", {
         "form": form, "client": client, "section": "clients",
-        "pin_missing": pin_missing_count(client=client) if client.sms_reset_needs_pin else 0,
+        "pin_missing": (pin_missing_count(client=client)
+                        if client.sms_reset_needs_pin and not client.is_archived() else 0),
     })
 
 
@@ -227,6 +228,12 @@ def _pin_missing_warn(request: HttpRequest, client: Client) -> None:
 def client_pin_ask(request: ConsoleRequest, client_id: int) -> HttpResponse:
     """Email every Active user of the client who has no PIN a link to choose one."""
     client = get_object_or_404(Client, pk=client_id, company=request.membership.company)
+    if client.is_archived():
+        messages.error(request, "This client is archived; restore it first.")
+        return redirect("client-edit", client.pk)
+    if not client.sms_reset_needs_pin:
+        messages.info(request, f"{client.name}'s SMS reset needs no PIN: nobody was asked.")
+        return redirect("client-edit", client.pk)
     asked = client_pin_ask_all(client=client, actor=Actor.from_request(request))
     left = pin_missing_count(client=client) - asked
     if asked:

@@ -17,6 +17,7 @@ from blink.models import AuditEvent, BlinkUser
 from clients.models import Client
 from directory.models import Connection
 from sms.backends import locmem
+from sms.models import VerificationCode
 from tests.blink.test_activation import PHONE, latest_code, link_in, path_of
 from tests.conftest import demo_blink_user
 
@@ -112,14 +113,73 @@ def test_while_choosing_the_user_keeps_blink(
 
     ava.refresh_from_db()
     assert ava.status == BlinkUser.Status.ACTIVE and str(ava.phone) == PHONE
+    code_page = user.get("/activate/code/").content.decode()
+    assert "•••• 0123" in code_page and "Use a different number" not in code_page
     # A wrong code counts, as in activation, and changes nothing else.
     wrong = user.post("/activate/code/", {"code": "000000"})
     assert wrong.status_code == 400
+    assert VerificationCode.objects.get(blink_user=ava, used_at__isnull=True).attempts == 1
     # The PIN page cannot be reached without the code.
     skipped = user.post("/activate/pin/", {"pin": PIN, "pin_again": PIN})
     assert skipped.status_code == 302 and skipped["Location"] == "/activate/code/"
     ava.refresh_from_db()
     assert ava.pin_hash == "" and ava.is_active()
+
+
+def test_a_number_changed_meanwhile_must_be_confirmed_instead(
+    login: Callable[..., Browser], owner: Any, ava: BlinkUser,
+    sms_outbox: list[locmem.SentSms], django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    """The code proved the number the user had; an admin who changed it meanwhile must
+    not see the old one come back with the PIN."""
+    new_phone = "+14155550177"
+    ask(login(owner), ava, django_capture_on_commit_callbacks)
+    user = Browser()
+    user.get(path_of(link_in(mail.outbox[-1])))
+    with django_capture_on_commit_callbacks(execute=True):
+        user.post("/activate/phone/")
+    user.post("/activate/code/", {"code": latest_code(sms_outbox)})
+    BlinkUser.objects.filter(pk=ava.pk).update(phone=new_phone)
+
+    refused = user.post("/activate/pin/", {"pin": PIN, "pin_again": PIN})
+
+    assert refused.status_code == 302 and refused["Location"] == "/activate/code/"
+    ava.refresh_from_db()
+    assert str(ava.phone) == new_phone and ava.pin_hash == ""
+    # A new code goes to the number the user has now, and that one finishes it.
+    with django_capture_on_commit_callbacks(execute=True):
+        user.post("/activate/code/", {"resend": "1"})
+    user.post("/activate/code/", {"code": latest_code(sms_outbox, phone=new_phone)})
+    with django_capture_on_commit_callbacks(execute=True):
+        done = user.post("/activate/pin/", {"pin": PIN, "pin_again": PIN})
+    assert done["Location"] == "/activate/done/"
+    ava.refresh_from_db()
+    assert str(ava.phone) == new_phone and check_password(PIN, ava.pin_hash)
+
+
+def test_a_link_left_over_once_the_user_has_a_pin_leads_nowhere(
+    login: Callable[..., Browser], owner: Any, ava: BlinkUser,
+    sms_outbox: list[locmem.SentSms], django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    admin = login(owner)
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        admin.post(f"/users/{ava.pk}/ask-pin")
+    # The user chooses a PIN (from some earlier link) before the email task runs.
+    BlinkUser.objects.filter(pk=ava.pk).update(pin_hash="pbkdf2_sha256$x")
+    for callback in queued:
+        callback()
+    assert mail.outbox == []
+    assert BlinkUser.objects.get(pk=ava.pk).activation_email_status == "sent"
+
+    # A live link of a user who has a PIN (say, an old activation link) does nothing.
+    BlinkUser.objects.filter(pk=ava.pk).update(pin_hash="")
+    ask(admin, ava, django_capture_on_commit_callbacks)
+    user = Browser()
+    assert user.get(path_of(link_in(mail.outbox[-1]))).status_code == 302
+    BlinkUser.objects.filter(pk=ava.pk).update(pin_hash="pbkdf2_sha256$x")
+    assert user.get("/activate/phone/").status_code == 404
+    assert user.post("/activate/phone/").status_code == 404
+    assert sms_outbox == []
 
 
 @pytest.mark.parametrize("case", ["has a pin", "pin not needed", "no email", "invited"])
@@ -192,5 +252,25 @@ def test_the_client_page_asks_nobody_when_the_client_needs_no_pin(
     assert "no PIN" not in admin.get(f"/clients/{pin_client.pk}/").content.decode()
     with django_capture_on_commit_callbacks(execute=True):
         answer = admin.post(f"/clients/{pin_client.pk}/ask-pins", follow=True)
+    page = answer.content.decode()
     assert answer.status_code == 200 and mail.outbox == []
+    assert "needs no PIN: nobody was asked" in page and "no email address" not in page
+    assert not AuditEvent.objects.filter(action="blink_user.pin_ask").exists()
+
+
+def test_nobody_of_an_archived_client_is_asked(
+    login: Callable[..., Browser], owner: Any, ava: BlinkUser, pin_client: Client,
+    django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    Client.objects.filter(pk=pin_client.pk).update(archived_at=ACTIVATED)
+    admin = login(owner)
+    assert f'href="/users/{ava.pk}/ask-pin"' not in admin.get("/users/").content.decode()
+    assert "no PIN" not in admin.get(f"/clients/{pin_client.pk}/").content.decode()
+
+    one = ask(admin, ava, django_capture_on_commit_callbacks).content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        every = admin.post(f"/clients/{pin_client.pk}/ask-pins", follow=True).content.decode()
+
+    assert "archived" in one and "archived" in every
+    assert mail.outbox == []
     assert not AuditEvent.objects.filter(action="blink_user.pin_ask").exists()
