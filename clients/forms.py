@@ -177,7 +177,8 @@ class ClientForm(OneValueForm):
         required=False, initial=False, label="SMS reset needs the user's PIN",
         help_text="Users choose a 4–6 digit PIN when they activate and text RESET 1234. "
         "Guards against recycled and spoofed numbers. Users who activated before this "
-        "was on are asked for one by email (Ask for a PIN, on Blink Users).",
+        "was on can be emailed a link to choose one, from this page once saved or from "
+        "Blink Users.",
     )
 
     def __init__(self, *args: Any, company: Company, instance: Client | None = None,
