@@ -137,6 +137,14 @@ def acme_client(company: Company) -> Client:
 
 
 @pytest.fixture
+def pin_client(acme_client: Client) -> Client:
+    """Globex, whose SMS reset needs the user's PIN."""
+    acme_client.sms_reset_needs_pin = True
+    acme_client.save()
+    return acme_client
+
+
+@pytest.fixture
 def rival_client(other_company: Company) -> Client:
     return client_create(company=other_company, actor=SYSTEM, name="Initech")
 

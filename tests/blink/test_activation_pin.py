@@ -31,13 +31,6 @@ PIN = "4821"
 
 
 @pytest.fixture
-def pin_client(acme_client: Client) -> Client:
-    acme_client.sms_reset_needs_pin = True
-    acme_client.save()
-    return acme_client
-
-
-@pytest.fixture
 def invited(pin_client: Client, directory: Any,  # noqa: F811
             django_capture_on_commit_callbacks: Callable[..., Any]) -> BlinkUser:
     return invite(pin_client, directory, django_capture_on_commit_callbacks)

@@ -26,13 +26,6 @@ ACTIVATED = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def pin_client(acme_client: Client) -> Client:
-    acme_client.sms_reset_needs_pin = True
-    acme_client.save()
-    return acme_client
-
-
-@pytest.fixture
 def ava(pin_client: Client, demo_connection: Connection) -> BlinkUser:
     """Active since before the client asked for PINs, so without one."""
     ava = demo_blink_user(pin_client, demo_connection, PHONE)
