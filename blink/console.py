@@ -20,7 +20,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from blink import selectors, tree
-from blink.audit import Actor
+from blink.audit import Actor, audit_record
 from blink.celery import PUBLISH_ERRORS
 from blink.forms_console import PHONE_UNAVAILABLE, BlinkUserEditForm, BlinkUserFilterForm
 from blink.invitations import (
@@ -32,7 +32,7 @@ from blink.invitations import (
     blink_user_remove,
     blink_user_update,
 )
-from blink.models import BlinkUser, ResetRequest
+from blink.models import AuditEvent, BlinkUser, ResetRequest
 from blink.resets import ResetRefused, reset_request_create
 from clients.models import Client
 from clients.permissions import ConsoleRequest, console_view
@@ -334,6 +334,13 @@ CONFIRMATIONS = {
 }
 
 
+def _refused_record(blink_user: BlinkUser, actor: Actor, action: str, reason: str) -> None:
+    """An admin's action Blink refused, for the audit trail (SECURITY.md case 15)."""
+    audit_record(company=blink_user.client.company, client=blink_user.client, actor=actor,
+                 action=action, target=blink_user.username, result=AuditEvent.Result.REFUSED,
+                 detail={"channel": "console", "reason": reason[:300]})
+
+
 def _confirm(request: ConsoleRequest, blink_user: BlinkUser, action: str) -> HttpResponse:
     title, sentence, button = CONFIRMATIONS[action]
     name = str(blink_user)
@@ -368,9 +375,11 @@ def user_pin_ask(request: ConsoleRequest, blink_user_id: int) -> HttpResponse:
     blink_user = _blink_user(request, blink_user_id)
     if request.method != "POST":
         return _confirm(request, blink_user, "pin")
+    actor = Actor.from_request(request)
     try:
-        blink_user_pin_ask(blink_user=blink_user, actor=Actor.from_request(request))
+        blink_user_pin_ask(blink_user=blink_user, actor=actor)
     except PinAskRefused as refused:
+        _refused_record(blink_user, actor, "blink_user.pin_ask", refused.message)
         messages.error(request, refused.message)
     else:
         messages.success(request, f"A link to choose a PIN is on its way to {blink_user}.")
@@ -465,10 +474,12 @@ def _reset_or_unlock(request: ConsoleRequest, blink_user_id: int, kind: str) -> 
     blink_user = _blink_user(request, blink_user_id)
     if request.method != "POST":
         return _reset_confirm(request, blink_user, kind)
+    actor = Actor.from_request(request)
     try:
-        reset = reset_request_create(blink_user=blink_user, actor=Actor.from_request(request),
+        reset = reset_request_create(blink_user=blink_user, actor=actor,
                                      channel=ResetRequest.Channel.CONSOLE, kind=kind)
     except ResetRefused as refused:
+        _refused_record(blink_user, actor, f"{kind}.request", refused.message)
         return _reset_confirm(request, blink_user, kind, error=refused.message, status=409,
                               refused=True)
     except PUBLISH_ERRORS:

@@ -196,7 +196,8 @@ def test_only_a_user_who_needs_a_pin_is_asked(
     assert ("has no email address" in page) == (case == "no email")
     assert ("does not need a PIN" in page) == (case != "no email")
     assert mail.outbox == []
-    assert not AuditEvent.objects.filter(action="blink_user.pin_ask").exists()
+    [refused] = AuditEvent.objects.filter(action="blink_user.pin_ask")
+    assert refused.result == "refused" and refused.detail["channel"] == "console"
 
 
 def test_a_reader_cannot_ask(login: Callable[..., Browser], reader: Any, ava: BlinkUser,
@@ -266,4 +267,5 @@ def test_nobody_of_an_archived_client_is_asked(
 
     assert "archived" in one and "archived" in every
     assert mail.outbox == []
-    assert not AuditEvent.objects.filter(action="blink_user.pin_ask").exists()
+    assert [e.result for e in AuditEvent.objects.filter(action="blink_user.pin_ask")] == [
+        "refused"]

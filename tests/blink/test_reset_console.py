@@ -230,8 +230,13 @@ def test_a_user_who_has_not_activated_is_refused_on_the_page(
     page = response.content.decode()
     assert "Only Active Blink users can be reset" in page and 'role="alert"' in page
     assert ">Reset Password</button>" not in page
-    assert not ResetRequest.objects.exists() and not AuditEvent.objects.filter(
-        action__startswith="reset.").exists()
+    assert not ResetRequest.objects.exists()
+    # The admin's refused action is in the audit trail, with its reason (SECURITY.md 15).
+    [event] = AuditEvent.objects.filter(action__startswith="reset.")
+    assert (event.action, event.result, event.target_label, event.actor_label) == (
+        "reset.request", "refused", ava.username, "olivia")
+    assert event.detail["channel"] == "console" and "Only Active" in event.detail["reason"]
+    assert event.ip_address == "127.0.0.1"
 
 
 def test_an_archived_client_is_refused(login, owner, ava, django_capture_on_commit_callbacks):
@@ -240,6 +245,7 @@ def test_an_archived_client_is_refused(login, owner, ava, django_capture_on_comm
     assert response.status_code == 409
     assert "archived" in response.content.decode()
     assert not ResetRequest.objects.exists()
+    assert AuditEvent.objects.get(action="unlock.request").result == "refused"
 
 
 def test_a_user_whose_phone_texted_stop_is_refused_and_keeps_their_password(
