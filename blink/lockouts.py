@@ -4,10 +4,15 @@ locked, and each new lockout is told to its user once, by SMS.
 ``lockouts_poll_all`` (beat, every BLINK_LOCKOUT_POLL_SECONDS) queues one
 ``lockouts_poll`` per connection on the connection's own queue; that makes ONE
 ``locked_out()`` call for the connection's Active Blink users. A lockout is a
-``LockoutNotice`` row, unique per (user, locked_since): the row, its SMS and the user's
-``locked_since`` are written in one transaction, so a restarted poller, a duplicate task or
-two workers racing each other send one notice, never two. When the directory no longer
-reports the user locked, the notice closes and ``locked_since`` clears.
+``LockoutNotice`` row, one open at a time per user; it is decided with the user's row
+locked, and the row, its SMS and the user's ``locked_since`` are written in one
+transaction, so a restarted poller, a duplicate task or two workers racing each other send
+one notice, never two. Where the directory gives a lockout's own start (AD), another start
+is another lockout (unlocked elsewhere and locked again between two polls); Entra gives only
+its latest refused sign-in, so an open lockout there stays the same one until the log no
+longer holds a refusal, or holds none since Blink's last reset. When the directory no
+longer reports the user locked, the notice closes and ``locked_since`` clears. The notice
+offers only the replies Blink would act on, and a user gets at most ``NOTICES_PER_DAY``.
 """
 
 from __future__ import annotations
@@ -24,24 +29,40 @@ from django.utils import timezone
 from blink.audit import Actor, audit_record, audit_record_many
 from blink.models import AuditEvent, BlinkUser, LockoutNotice
 from directory.backends import directory_for
-from directory.base import DirectoryError
+from directory.base import Directory, DirectoryError
 from directory.models import Connection
+from sms.limits import window_count
 from sms.services import sms_send
 
 log = logging.getLogger(__name__)
 
 MONITOR = Actor(label="Blink lockout monitor")
+# Lockout notices a user gets in 24 hours at most (an SMS send cap, SECURITY.md): someone
+# who locks an account over and over must not text its user all day.
+NOTICES_PER_DAY = 3
+NOTICES_KEY = "lockout-notices:{}"
 # Connections whose last poll failed (a cache flag): the failure is audited once per streak.
 FAILING_KEY = "lockouts-failing:{}"
 
 
-def lockout_text(blink_user: BlinkUser) -> str:
-    """The SMS that tells a user their account is locked, and what to text back."""
+def lockout_text(blink_user: BlinkUser, *, unlocks: bool = True) -> str:
+    """The SMS that tells a user their account is locked, and what to text back: only what
+    Blink would act on. ``unlocks``: whether the directory can clear a lockout (Entra's
+    smart lockout ends only by itself or with a new password)."""
+    locked = f"Your account {blink_user.username} is locked."
+    paused = blink_user.paused_until is not None and blink_user.paused_until > timezone.now()
+    if blink_user.pin_missing() or paused:
+        # Their texts would be refused: no PIN yet, or too many wrong codes or PINs.
+        support = blink_user.client.company.support_email or "your IT support"
+        return f"{locked} Contact {support} to unlock it."
     if blink_user.client.sms_reset_needs_pin:
-        return (f"Your account {blink_user.username} is locked. Reply UNLOCK and your PIN "
-                "(e.g. UNLOCK 1234) to unlock it, or RESET and your PIN for a new password.")
-    return (f"Your account {blink_user.username} is locked. Reply UNLOCK to unlock it or "
-            "RESET for a new password.")
+        if not unlocks:
+            return f"{locked} Reply RESET and your PIN (e.g. RESET 1234) for a new password."
+        return (f"{locked} Reply UNLOCK and your PIN (e.g. UNLOCK 1234) to unlock it, or RESET "
+                "and your PIN for a new password.")
+    if not unlocks:
+        return f"{locked} Reply RESET for a new password."
+    return f"{locked} Reply UNLOCK to unlock it or RESET for a new password."
 
 
 def monitored_connections() -> list[Connection]:
@@ -56,10 +77,26 @@ def monitored_connections() -> list[Connection]:
     )
 
 
+def _unwatched_close() -> None:
+    """End the lockouts of users no poll looks at any more (no longer Active, client
+    archived, monitoring off or unavailable): nothing else would, and Blink Users would show
+    them locked for good."""
+    unwatched = BlinkUser.objects.exclude(
+        status=BlinkUser.Status.ACTIVE, client__archived_at__isnull=True,
+        connection__monitor_lockouts=True, connection__lockout_monitoring_unavailable="")
+    with transaction.atomic():
+        closed = LockoutNotice.objects.filter(closed_at=None, blink_user__in=unwatched) \
+            .update(closed_at=timezone.now())
+        cleared = unwatched.filter(locked_since__isnull=False).update(locked_since=None)
+    if closed or cleared:
+        log.info("forgot the lockouts of %d blink user(s) no longer watched", cleared)
+
+
 def lockouts_poll_all() -> int:
     """Queue one ``lockouts_poll`` per monitored connection on its queue; returns how many."""
     from blink.tasks import lockouts_poll
 
+    _unwatched_close()
     connections = monitored_connections()
     # A poll still queued when the next one is due is dropped: an offline on-premises
     # worker finds one round waiting when it comes back, not a backlog.
@@ -112,25 +149,50 @@ def _recovered(connection: Connection) -> None:
                      detail={"connection": connection.pk, "recovered": True})
 
 
-def _notify(blink_user: BlinkUser, since: datetime) -> bool:
-    """Record this lockout and tell the user, unless it is recorded already; returns
-    whether this call was the one that told them."""
+def _notify(blink_user: BlinkUser, since: datetime, *, directory: Directory) -> bool:
+    """Record this lockout and tell the user, unless it is one they were told about;
+    returns whether this call was the one that told them.
+
+    The user's row is locked while deciding, so two polls at once (a duplicate task, two
+    workers, a poll that ran over into the next) decide one after the other.
+    """
+    now = timezone.now()
     with transaction.atomic():
-        notice, created = LockoutNotice.objects.get_or_create(blink_user=blink_user,
-                                                              locked_since=since)
-        if not created:
+        BlinkUser.objects.select_for_update().filter(pk=blink_user.pk).exists()
+        told = LockoutNotice.objects.filter(blink_user=blink_user, closed_at=None).first()
+        if told is not None and told.locked_since != since and directory.lockout_start_exact:
+            told = None  # it ended and the account locked again between two polls
+        if told is None:
+            # Told already, then closed: Blink unlocked it before the directory said so.
+            told = LockoutNotice.objects.filter(blink_user=blink_user, locked_since=since).first()
+        if told is not None:
+            LockoutNotice.objects.filter(blink_user=blink_user, closed_at=None) \
+                .exclude(pk=told.pk).update(closed_at=now)
+            LockoutNotice.objects.filter(pk=told.pk).update(closed_at=None)
+            BlinkUser.objects.filter(pk=blink_user.pk).update(locked_since=told.locked_since)
+            return False
+        # A new lockout: any earlier one is over.
+        LockoutNotice.objects.filter(blink_user=blink_user, closed_at=None).update(closed_at=now)
+        notice = LockoutNotice.objects.create(blink_user=blink_user, locked_since=since)
+        BlinkUser.objects.filter(pk=blink_user.pk).update(locked_since=since)
+        detail: dict[str, object] = {"locked_since": since.isoformat(), "notice": notice.pk}
+        if window_count(key=NOTICES_KEY.format(blink_user.pk), window=86_400) > NOTICES_PER_DAY:
+            # Someone locking the account over and over must not text the user all day.
+            audit_record(company=blink_user.client.company, client=blink_user.client,
+                         actor=MONITOR, action="lockout.notice", target=blink_user.username,
+                         result=AuditEvent.Result.REFUSED,
+                         detail={**detail, "reason": f"more than {NOTICES_PER_DAY} lockout "
+                                                     "notices in 24 hours; not texted"})
+            log.info("blink user %s is locked out again; not texted (daily cap)",
+                     blink_user.pk)
             return False
         message = sms_send(company=blink_user.client.company, phone=blink_user.phone,
                            blink_user=blink_user, kind="lockout",
-                           text=lockout_text(blink_user))
+                           text=lockout_text(blink_user, unlocks=directory.unlocks))
         LockoutNotice.objects.filter(pk=notice.pk).update(message=message)
-        # A lockout Blink itself ended (UNLOCK) before the next poll saw it end.
-        LockoutNotice.objects.filter(blink_user=blink_user, closed_at=None) \
-            .exclude(pk=notice.pk).update(closed_at=timezone.now())
-        BlinkUser.objects.filter(pk=blink_user.pk).update(locked_since=since)
         audit_record(company=blink_user.client.company, client=blink_user.client,
                      actor=MONITOR, action="lockout.notice", target=blink_user.username,
-                     detail={"locked_since": since.isoformat(), "notice": notice.pk})
+                     detail=detail)
     log.info("blink user %s is locked out (since %s); told by sms %s", blink_user.pk,
              since.isoformat(), message.pk)
     return True
@@ -150,10 +212,11 @@ def lockouts_poll(*, connection_id: int) -> None:
                  .select_related("client__company"))
     if not users:
         return
+    directory = directory_for(connection)
     try:
         # The AD connection stays open for the next poll and the resets this worker runs
         # (closing it also dropped the policies kept on it); workers close it at shutdown.
-        locked = directory_for(connection).locked_out([user.object_id for user in users])
+        locked = directory.locked_out([user.object_id for user in users])
     except DirectoryError as error:
         if error.code == "lockout_unavailable":
             _unavailable(connection, error)
@@ -162,23 +225,24 @@ def lockouts_poll(*, connection_id: int) -> None:
         return
     _recovered(connection)
 
-    open_notices = set(LockoutNotice.objects.filter(
+    told = dict(LockoutNotice.objects.filter(
         blink_user__connection=connection, closed_at=None).values_list("blink_user_id",
-                                                                     flat=True))
+                                                                     "locked_since"))
     ended: list[BlinkUser] = []
     for user in users:
         since = locked.get(user.object_id)
+        if (since is not None and not directory.lockout_start_exact
+                and user.last_reset_at is not None and since < user.last_reset_at):
+            # Entra's log still holds the refusals from before Blink's reset: over.
+            since = None
         if since is None:
-            if user.locked_since is not None or user.pk in open_notices:
+            if user.locked_since is not None or user.pk in told:
                 ended.append(user)
-        elif user.locked_since is not None and user.pk in open_notices:
-            # Still the lockout the user was told about. (Entra reports the earliest
-            # refusal in its window, so ``since`` may move; that is not a new lockout.)
-            continue
-        elif not _notify(user, since) and user.locked_since is None:
-            # Told already (another worker, or before Blink unlocked it): keep the
-            # Blink Users page right without a second SMS.
-            BlinkUser.objects.filter(pk=user.pk, locked_since=None).update(locked_since=since)
+        elif user.locked_since is not None and user.pk in told and (
+                told[user.pk] == since or not directory.lockout_start_exact):
+            continue  # the lockout the user was told about (no query in the steady state)
+        else:
+            _notify(user, since, directory=directory)
     if ended:
         _close(connection, ended)
 

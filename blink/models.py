@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 from phonenumber_field.modelfields import PhoneNumberField
 
@@ -209,6 +210,9 @@ class LockoutNotice(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["blink_user", "locked_since"],
                                     name="one_notice_per_lockout"),
+            # One lockout at a time: Entra's start moves, so the one above is not enough.
+            models.UniqueConstraint(fields=["blink_user"], condition=Q(closed_at__isnull=True),
+                                    name="one_open_notice_per_user"),
         ]
 
     def __str__(self) -> str:

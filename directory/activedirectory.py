@@ -644,6 +644,9 @@ class _GroupRecord:
 class ActiveDirectory:
     """One client's Active Directory, reached with ``ADSettings``."""
 
+    lockout_start_exact = True
+    unlocks = True
+
     def __init__(self, settings: ADSettings) -> None:
         # No network here: the connection opens on first use, in the worker that uses it.
         self.settings = settings

@@ -91,6 +91,13 @@ class PasswordPolicy:
 class Directory(Protocol):
     """One client's directory, as Blink uses it."""
 
+    # Whether ``locked_out`` gives a lockout's own start (AD's lockoutTime), so that another
+    # start means another lockout. Entra's is the first refusal its sign-in log still holds.
+    lockout_start_exact: bool
+    # Whether ``unlock`` can clear a lockout (Entra's smart lockout only ends by itself or
+    # with a new password).
+    unlocks: bool
+
     def test_connection(self) -> str:
         """Bind and read the root; return a sentence saying what was reached."""
         ...

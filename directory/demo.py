@@ -56,6 +56,9 @@ def _complex_enough(password: str) -> bool:
 class DemoDirectory:
     """The ``Directory`` protocol over ``DemoObject`` rows of one connection."""
 
+    lockout_start_exact = True
+    unlocks = True
+
     def __init__(self, connection_id: int) -> None:
         self.connection_id = connection_id
 

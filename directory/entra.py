@@ -302,6 +302,9 @@ class EntraDirectory:
     on-premises AD (``onPremisesSyncEnabled``) are listed but their passwords are not set here.
     """
 
+    lockout_start_exact = False
+    unlocks = False
+
     def __init__(self, settings: EntraSettings) -> None:
         self.settings = settings
         self._lock = threading.RLock()
@@ -427,7 +430,10 @@ class EntraDirectory:
             permanent=True, code="not_supported")
 
     def locked_out(self, object_ids: Iterable[str]) -> dict[str, datetime]:
-        """Which of these users Entra's smart lockout refused recently, with the first refusal.
+        """Which of these users Entra's smart lockout refused recently, with the latest
+        refusal: the log tells when sign-ins were refused, not when a lockout began, and the
+        latest is what tells a lockout from one a reset already ended
+        (``lockout_start_exact`` is False).
 
         One paged query of the tenant's sign-in logs for error 50053 in the last
         ``LOCKOUT_WINDOW``. A tenant without a P1/P2 licence gets
@@ -449,7 +455,7 @@ class EntraDirectory:
                 user_id = entry.get("userId")
                 at = _parse_time(entry.get("createdDateTime"))
                 if user_id in wanted and at is not None:
-                    locked[user_id] = min(at, locked.get(user_id, at))
+                    locked[user_id] = max(at, locked.get(user_id, at))
         except _GraphFailure as failure:
             if failure.code == "Authentication_RequestFromNonPremiumTenantOrB2CTenant":
                 raise DirectoryError(LOCKOUT_UNAVAILABLE, permanent=True,

@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.core.cache import cache
+from django.db import IntegrityError, transaction
 from django.db import connection as db_connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from blink.audit import SYSTEM
-from blink.lockouts import lockout_text, lockouts_poll, lockouts_poll_all
+from blink.lockouts import NOTICES_PER_DAY, lockout_text, lockouts_poll, lockouts_poll_all
 from blink.models import AuditEvent, BlinkUser, LockoutNotice
 from blink.resets import reset_request_create
 from clients.models import Client
@@ -145,10 +146,108 @@ def test_after_an_unlock_by_sms_a_second_lockout_is_told_even_before_a_poll_saw_
     assert open_notice.locked_since == DemoObject.objects.get(object_id=alex.object_id).locked_at
 
 
-def test_pin_clients_are_told_to_reply_with_their_pin(acme_client: Client,
-                                                       alex: BlinkUser) -> None:
-    acme_client.sms_reset_needs_pin = True
-    assert "UNLOCK and your PIN" in lockout_text(alex)
+def test_an_account_unlocked_elsewhere_and_locked_again_between_polls_is_told_again(
+    demo: Connection, alex: BlinkUser, sms_outbox: list[locmem.SentSms],
+    django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    """An admin unlocks it in AD, and a phone with the old password locks it again before
+    the next poll: a new lockout (AD's start says so), so the user is told again."""
+    lock(demo, alex)
+    poll(demo, django_capture_on_commit_callbacks)
+    first = DemoObject.objects.get(object_id=alex.object_id).locked_at
+    DemoDirectory(demo.pk).unlock(alex.object_id)
+    lock(demo, alex)
+
+    poll(demo, django_capture_on_commit_callbacks)
+    poll(demo, django_capture_on_commit_callbacks)
+
+    assert len(notices_sent(sms_outbox)) == 2
+    second = DemoObject.objects.get(object_id=alex.object_id).locked_at
+    assert second != first
+    [open_notice] = LockoutNotice.objects.filter(closed_at=None)
+    assert open_notice.locked_since == second
+    alex.refresh_from_db()
+    assert alex.locked_since == second
+
+
+def test_lockout_notices_are_capped_per_day(
+    demo: Connection, alex: BlinkUser, sms_outbox: list[locmem.SentSms],
+    django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    """Someone locking the account over and over does not text its user all day."""
+    for _ in range(NOTICES_PER_DAY + 2):
+        lock(demo, alex)
+        poll(demo, django_capture_on_commit_callbacks)
+        DemoDirectory(demo.pk).unlock(alex.object_id)
+        poll(demo, django_capture_on_commit_callbacks)
+    lock(demo, alex)
+    poll(demo, django_capture_on_commit_callbacks)
+
+    assert len(notices_sent(sms_outbox)) == NOTICES_PER_DAY
+    refused = AuditEvent.objects.filter(action="lockout.notice", result="refused")
+    assert refused.count() == 3
+    assert "in 24 hours; not texted" in refused.first().detail["reason"]  # type: ignore[union-attr]
+    # Not texted, but still shown locked.
+    alex.refresh_from_db()
+    assert alex.locked_since == DemoObject.objects.get(object_id=alex.object_id).locked_at
+
+
+def test_lockouts_of_users_no_longer_watched_are_forgotten(
+    acme_client: Client, demo: Connection, broker: Broker,
+    django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    left, archived_off = active_users(acme_client, demo, 2)
+    for user in (left, archived_off):
+        lock(demo, user)
+    poll(demo, django_capture_on_commit_callbacks)
+    assert LockoutNotice.objects.filter(closed_at=None).count() == 2
+
+    BlinkUser.objects.filter(pk=left.pk).update(status=BlinkUser.Status.LEFT_DIRECTORY)
+    with broker.publishing():
+        lockouts_poll_all()
+    assert LockoutNotice.objects.get(blink_user=left).closed_at is not None
+    assert BlinkUser.objects.get(pk=left.pk).locked_since is None
+    assert LockoutNotice.objects.get(blink_user=archived_off).closed_at is None
+
+    Connection.objects.filter(pk=demo.pk).update(monitor_lockouts=False)
+    with broker.publishing():
+        lockouts_poll_all()
+    assert not LockoutNotice.objects.filter(closed_at=None).exists()
+    assert not BlinkUser.objects.filter(locked_since__isnull=False).exists()
+
+
+def test_a_user_has_one_open_lockout_at_a_time(alex: BlinkUser) -> None:
+    LockoutNotice.objects.create(blink_user=alex, locked_since=timezone.now())
+    with pytest.raises(IntegrityError), transaction.atomic():
+        LockoutNotice.objects.create(blink_user=alex,
+                                     locked_since=timezone.now() + timedelta(seconds=1))
+
+
+def test_the_notice_offers_only_what_blink_would_do(acme_client: Client,
+                                                   alex: BlinkUser) -> None:
+    unlock_or_reset = "Reply UNLOCK to unlock it or RESET for a new password."
+    assert lockout_text(alex).endswith(unlock_or_reset)
+    # Entra cannot clear a lockout; a new password does.
+    assert lockout_text(alex, unlocks=False).endswith("Reply RESET for a new password.")
+
+    Client.objects.filter(pk=acme_client.pk).update(sms_reset_needs_pin=True)
+    BlinkUser.objects.filter(pk=alex.pk).update(pin_hash="pbkdf2_sha256$x")
+    alex = BlinkUser.objects.select_related("client__company").get(pk=alex.pk)
+    assert "Reply UNLOCK and your PIN (e.g. UNLOCK 1234)" in lockout_text(alex)
+    assert lockout_text(alex, unlocks=False).endswith(
+        "Reply RESET and your PIN (e.g. RESET 1234) for a new password.")
+
+    # Texts Blink would refuse are not offered: no PIN yet, or self-service paused.
+    acme_client.company.support_email = "help@acme-it.example"
+    acme_client.company.save()
+    BlinkUser.objects.filter(pk=alex.pk).update(pin_hash="")
+    alex = BlinkUser.objects.select_related("client__company").get(pk=alex.pk)
+    assert lockout_text(alex) == (f"Your account {alex.username} is locked. Contact "
+                                  "help@acme-it.example to unlock it.")
+    BlinkUser.objects.filter(pk=alex.pk).update(
+        pin_hash="pbkdf2_sha256$x", paused_until=timezone.now() + timedelta(hours=3))
+    alex = BlinkUser.objects.select_related("client__company").get(pk=alex.pk)
+    assert "Contact help@acme-it.example" in lockout_text(alex)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -288,7 +387,7 @@ def entra_user(graph_server: FakeGraph, acme_client: Client, entra: Connection) 
                                     status="active")
 
 
-def test_an_entra_lockout_is_told_once_though_its_first_refusal_moves(
+def test_an_entra_lockout_is_told_once_though_its_refusals_go_on(
     graph_server: FakeGraph, entra: Connection, entra_user: BlinkUser,
     sms_outbox: list[locmem.SentSms], django_capture_on_commit_callbacks: Callable[..., Any],
 ) -> None:
@@ -296,11 +395,59 @@ def test_an_entra_lockout_is_told_once_though_its_first_refusal_moves(
     graph_server.data.add_sign_in(entra_user.object_id, at=now - timedelta(minutes=14))
     graph_server.data.add_sign_in(entra_user.object_id, at=now - timedelta(minutes=1))
     poll(entra, django_capture_on_commit_callbacks)
-    # The earliest refusal leaves Entra's window: the reported start moves, the lockout not.
+    # A device keeps trying, and the earliest refusal leaves Entra's window: what Entra
+    # reports moves, the lockout does not.
+    graph_server.data.add_sign_in(entra_user.object_id, at=timezone.now())
     graph_server.data.sign_ins.pop(0)
     poll(entra, django_capture_on_commit_callbacks)
 
-    assert notices_sent(sms_outbox) == [lockout_text(entra_user)]
+    assert notices_sent(sms_outbox) == [
+        "Your account pat@globex.example is locked. Reply RESET for a new password."]
+
+
+def test_an_entra_lockout_ends_with_blinks_reset_though_the_log_still_holds_it(
+    graph_server: FakeGraph, entra: Connection, entra_user: BlinkUser,
+    sms_outbox: list[locmem.SentSms], django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    now = timezone.now()
+    graph_server.data.add_sign_in(entra_user.object_id, at=now - timedelta(minutes=3))
+    poll(entra, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        reset_request_create(blink_user=entra_user, actor=SYSTEM, channel="sms")
+    entra_user.refresh_from_db()
+    assert entra_user.last_reset_at is not None and entra_user.locked_since is None
+
+    # The refusal from before the reset is still in Entra's window: the lockout is over.
+    poll(entra, django_capture_on_commit_callbacks)
+    entra_user.refresh_from_db()
+    assert entra_user.locked_since is None
+    assert LockoutNotice.objects.get().closed_at is not None
+    assert len(notices_sent(sms_outbox)) == 1
+    # Locked again after the reset: a new lockout, told. (The log has whole seconds.)
+    graph_server.data.add_sign_in(entra_user.object_id, at=timezone.now() + timedelta(seconds=2))
+    poll(entra, django_capture_on_commit_callbacks)
+    assert len(notices_sent(sms_outbox)) == 2
+
+
+def test_two_entra_polls_that_see_different_starts_tell_once(
+    graph_server: FakeGraph, entra: Connection, entra_user: BlinkUser,
+    sms_outbox: list[locmem.SentSms], django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    """Overlapping polls (one slowed by Graph throttling) read a log that moved on: the
+    second sees a later refusal, and it is the same lockout all the same."""
+    now = timezone.now()
+    graph_server.data.add_sign_in(entra_user.object_id, at=now - timedelta(minutes=14))
+    graph_server.data.add_sign_in(entra_user.object_id, at=now - timedelta(minutes=1))
+    poll(entra, django_capture_on_commit_callbacks)
+    # The second poll's user row was read before the first one wrote locked_since.
+    BlinkUser.objects.filter(pk=entra_user.pk).update(locked_since=None)
+    graph_server.data.add_sign_in(entra_user.object_id, at=timezone.now())
+    poll(entra, django_capture_on_commit_callbacks)
+
+    assert len(notices_sent(sms_outbox)) == 1
+    assert LockoutNotice.objects.count() == 1
+    entra_user.refresh_from_db()
+    assert entra_user.locked_since == LockoutNotice.objects.get().locked_since
 
 
 def test_an_entra_tenant_without_p1_is_marked_unavailable_once_and_no_longer_polled(
