@@ -66,12 +66,14 @@ def _link_holder(blink_user: BlinkUser | None) -> BlinkUser | None:
 
 
 def activation_user_for_token(token: str) -> BlinkUser | None:
-    """The Blink user whose live activation link this is, or None (unknown, used, expired)."""
+    """The Blink user whose live activation link this is, or None (unknown, used, expired,
+    or of an archived client)."""
     if not token or len(token) > 100:
         return None
     blink_user = (
         BlinkUser.objects.select_related("client__company")
-        .filter(activation_token_hash=activation_token_hash(token), status__in=LINK_HOLDERS)
+        .filter(activation_token_hash=activation_token_hash(token), status__in=LINK_HOLDERS,
+                client__archived_at__isnull=True)
         .first()
     )
     if blink_user is None or not blink_user.activation_expires_at:
@@ -86,7 +88,7 @@ def activation_user_for_session(*, user_id: int, token_hash: str) -> BlinkUser |
     blink_user = (
         BlinkUser.objects.select_related("client__company")
         .filter(pk=user_id, activation_token_hash=token_hash, status__in=LINK_HOLDERS,
-                activation_expires_at__gt=timezone.now())
+                activation_expires_at__gt=timezone.now(), client__archived_at__isnull=True)
         .first()
     )
     return _link_holder(blink_user)

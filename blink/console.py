@@ -358,7 +358,13 @@ def user_reset(request: ConsoleRequest, blink_user_id: int) -> HttpResponse:
     blink_user = _blink_user(request, blink_user_id)
     if request.method != "POST":
         return _confirm(request, blink_user, "reset")
-    blink_user_reinvite(blink_user=blink_user, actor=Actor.from_request(request))
+    actor = Actor.from_request(request)
+    if blink_user.client.is_archived():
+        reason = "This client is archived; restore it to send activation emails again."
+        _refused_record(blink_user, actor, "blink_user.reinvite", reason)
+        messages.error(request, reason)
+        return redirect(_back(request.POST)["back_url"])
+    blink_user_reinvite(blink_user=blink_user, actor=actor)
     if blink_user.email:
         messages.success(request, f"{blink_user} was reset; a new activation email is on its "
                                   "way.")
@@ -412,7 +418,8 @@ def users_resend(request: ConsoleRequest) -> HttpResponse:
     actor = Actor.from_request(request)
     sent = 0
     for blink_user in chosen:
-        if blink_user.status in RESENDABLE and blink_user.email:
+        if (blink_user.status in RESENDABLE and blink_user.email
+                and not blink_user.client.is_archived()):
             blink_user_reinvite(blink_user=blink_user, actor=actor)
             sent += 1
     left = len(chosen) - sent
@@ -424,7 +431,8 @@ def users_resend(request: ConsoleRequest) -> HttpResponse:
     if left:
         messages.warning(
             request, f"{left} ticked user{'s were' if left != 1 else ' was'} left alone: "
-            "already active, left the directory, or without an email address.")
+            "already active, left the directory, of an archived client, or without an email "
+            "address.")
     return redirect(back)
 
 

@@ -17,6 +17,7 @@ from django.utils import timezone
 from blink.audit import SYSTEM
 from blink.invitations import blink_user_invite, blink_user_reinvite
 from blink.models import AuditEvent, BlinkUser
+from clients.models import Client
 from directory.models import Entry
 from sms.codes import verification_code_check
 from sms.models import Message, VerificationCode
@@ -73,6 +74,15 @@ def start(browser: Browser, blink_user) -> None:
 def submit_phone(browser, captured, phone=PHONE):
     with captured(execute=True):
         return browser.post("/activate/phone/", {"phone": phone})
+
+
+def test_the_link_of_an_archived_clients_user_leads_nowhere(invited, acme_client):
+    email = mail.outbox[-1]
+    Client.objects.filter(pk=acme_client.pk).update(archived_at=timezone.now())
+    assert Browser().get(path_of(link_in(email))).status_code == 404
+    # Restored, the same link works again (it has not expired).
+    Client.objects.filter(pk=acme_client.pk).update(archived_at=None)
+    assert Browser().get(path_of(link_in(email))).status_code == 302
 
 
 def test_the_email_says_how_long_the_link_lasts(settings, acme_client, directory,

@@ -14,6 +14,7 @@ from django.utils import timezone
 from blink.audit import SYSTEM
 from blink.forms_console import PHONE_UNAVAILABLE
 from blink.models import AuditEvent, BlinkUser
+from clients.models import Client
 from clients.services import client_create
 from directory.models import Connection, Entry
 from directory.services import connection_save
@@ -399,6 +400,23 @@ def test_resend_goes_only_to_users_still_activating(
     assert "3 ticked users were left alone" in page
     rival_user.refresh_from_db()
     assert rival_user.activation_email_status == ""
+
+
+def test_an_archived_clients_users_get_no_activation_emails(
+    login, owner, acme_client, make_user, django_capture_on_commit_callbacks
+):
+    invited = make_user("Ivy Invited")
+    Client.objects.filter(pk=acme_client.pk).update(archived_at=timezone.now())
+    browser = login(owner)
+    with django_capture_on_commit_callbacks(execute=True):
+        resent = browser.post("/users/resend", {"ids": [invited.pk]}, follow=True)
+        reset = browser.post(f"/users/{invited.pk}/reset", follow=True)
+    assert "1 ticked user was left alone" in resent.content.decode()
+    assert "This client is archived" in reset.content.decode()
+    assert mail.outbox == []
+    invited.refresh_from_db()
+    assert invited.status == Status.INVITED
+    assert AuditEvent.objects.get(action="blink_user.reinvite").result == "refused"
 
 
 @pytest.mark.parametrize("name", ["reader", "outsider"])
