@@ -274,7 +274,7 @@ def users_page(request: ConsoleRequest) -> HttpResponse:
     query.pop("page", None)
     return render(request, "blink/users.html", {
         "section": "users", "form": form, "page": page, "query": query.urlencode(),
-        "back": _list_filters(request.GET).urlencode(),
+        **_back(request.GET),  # the bulk form carries the filters on, as the row menus do
         "all_clients": filters.get("client") is None, "sms_failed": tree.SMS_FAILED,
     })
 

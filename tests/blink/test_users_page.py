@@ -402,6 +402,16 @@ def test_resend_goes_only_to_users_still_activating(
     assert rival_user.activation_email_status == ""
 
 
+def test_resend_comes_back_to_the_same_filtered_page(login, owner, make_user):
+    make_user("Ivy Invited")
+    browser = login(owner)
+    page = browser.get("/users/", {"status": "invited", "page": "1"}).content.decode()
+    bulk = page.split('id="bulk-form"', 1)[1].split("</form>", 1)[0]
+    assert '<input type="hidden" name="status" value="invited">' in bulk
+    response = browser.post("/users/resend", {"ids": ["999999"], "status": "invited"})
+    assert response["Location"] == "/users/?status=invited"
+
+
 def test_an_archived_clients_users_get_no_activation_emails(
     login, owner, acme_client, make_user, django_capture_on_commit_callbacks
 ):
