@@ -8,8 +8,9 @@ import traceback
 from datetime import timedelta
 from typing import Any, Literal
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 from phonenumber_field.phonenumber import PhoneNumber
@@ -233,6 +234,11 @@ def message_deliver(*, message_id: int, final_attempt: bool = True,
         _settle(message, status=Message.Status.FAILED, error_code=error.code,
                 error_message=reason[:300], sealed_body="")
         return "failed"
+    except SoftTimeLimitExceeded:
+        # The task ran out of time mid-send (a slow directory had used most of it). The
+        # provider may or may not have the text: back in the queue, not failed for good.
+        _settle(message, status=Message.Status.QUEUED)
+        raise
     except Exception as error:
         # A bug or a key that cannot open the sealed text: record it, never loop on it.
         log.error("sms %s to %s could not be sent:\n%s", message.pk, masked,
@@ -251,6 +257,9 @@ def message_deliver(*, message_id: int, final_attempt: bool = True,
 # sweep last queued it, has lost its task (the broker refused it after the commit, or a
 # worker died holding it): queue it again.
 UNSENT_REQUEUE_AFTER = timedelta(minutes=5)
+# A message tried before waits for its retry, due within the longest backoff (about 310 s,
+# ``retry_countdown``). Still waiting this long, the retry was lost (the broker refused it).
+RETRY_LOST_AFTER = timedelta(minutes=10)
 # Past this a queued message is not worth sending: a code or a temporary password an hour
 # old would only confuse its user. Its sealed text is erased.
 UNSENT_GIVE_UP_AFTER = timedelta(hours=1)
@@ -258,20 +267,40 @@ UNSENT_GIVE_UP_AFTER = timedelta(hours=1)
 
 def messages_requeue() -> int:
     """Queue again the outbound messages whose send task was lost; fail those that waited
-    too long. Returns how many were queued again. (Beat runs it every minute.)"""
+    too long. Returns how many were queued again. (Beat runs it every minute.)
+
+    Lost: never tried and waiting ``UNSENT_REQUEUE_AFTER``; tried and waiting for a retry
+    ``RETRY_LOST_AFTER``; or left "sending" past ``SENDING_LEASE`` by a run that died (a
+    killed worker's task comes straight back while the lease still holds, finds the message
+    taken and ends). Whether the provider took a message whose run died is not known: it
+    goes again, as after a timeout. A duplicate of the same text beats a password that
+    never arrives and stays sealed.
+    """
     now = timezone.now()
-    queued = Message.objects.filter(direction=Message.Direction.OUTBOUND,
-                                    status=Message.Status.QUEUED)
-    expired = queued.filter(created_at__lt=now - UNSENT_GIVE_UP_AFTER).update(
+    outbound = Message.objects.filter(direction=Message.Direction.OUTBOUND)
+    queued = outbound.filter(status=Message.Status.QUEUED)
+    abandoned = outbound.filter(status=Message.Status.SENDING,
+                                updated_at__lt=now - SENDING_LEASE)
+    too_old = Q(created_at__lt=now - UNSENT_GIVE_UP_AFTER)
+    expired = (queued.filter(too_old).update(
         status=Message.Status.FAILED, sealed_body="", updated_at=now, error_code="expired",
         error_message="Blink could not hand this message to the SMS provider within an "
                       "hour and dropped it.",
-    )
+    ) + abandoned.filter(too_old).update(
+        status=Message.Status.FAILED, sealed_body="", updated_at=now, error_code="expired",
+        error_message="Blink lost track of this message while handing it to the SMS "
+                      "provider and dropped it after an hour; it may or may not have gone.",
+    ))
     if expired:
         log.warning("dropped %s outbound messages that waited over an hour", expired)
-    # Tried at least once: a retry is already scheduled with its backoff.
-    lost = list(queued.filter(attempts=0, updated_at__lt=now - UNSENT_REQUEUE_AFTER)
-                .values_list("pk", flat=True)[:500])
+    # Back in the queue (unless a run took it over meanwhile); the send's claim does the rest.
+    put_back = list(abandoned.values_list("pk", flat=True)[:500])
+    abandoned.filter(pk__in=put_back).update(status=Message.Status.QUEUED, updated_at=now)
+    lost = list(queued.filter(
+        Q(pk__in=put_back, updated_at=now)
+        | Q(attempts=0, updated_at__lt=now - UNSENT_REQUEUE_AFTER)
+        | Q(attempts__gt=0, updated_at__lt=now - RETRY_LOST_AFTER),
+    ).values_list("pk", flat=True)[:500])
     # Stamped before the tasks go, so a worker that is behind does not get one more task
     # for the same message every minute.
     queued.filter(pk__in=lost).update(updated_at=now)

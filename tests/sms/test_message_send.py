@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from unittest import mock
 
 import pytest
-from celery.exceptions import Retry
+from celery.exceptions import Retry, SoftTimeLimitExceeded
 from django.utils import timezone
 from pytest_django.fixtures import Settings
 
@@ -17,6 +17,8 @@ from clients.models import Company
 from sms.backends import SmsError, locmem
 from sms.models import Message
 from sms.services import (
+    RETRY_LOST_AFTER,
+    SENDING_LEASE,
     UNSENT_GIVE_UP_AFTER,
     UNSENT_REQUEUE_AFTER,
     message_deliver,
@@ -48,6 +50,14 @@ class FlakyBackend:
     def send(self, *, to: str, body: str, sender: str, messaging_service_sid: str = "",
              status_callback: str = "") -> str:
         raise SmsError("Twilio did not answer within 10 s.", permanent=False, code="timeout")
+
+
+class OutOfTimeBackend:
+    """Celery's soft time limit strikes during the provider call."""
+
+    def send(self, *, to: str, body: str, sender: str, messaging_service_sid: str = "",
+             status_callback: str = "") -> str:
+        raise SoftTimeLimitExceeded()
 
 
 class BrokenBackend:
@@ -203,6 +213,21 @@ def test_an_unexpected_error_fails_the_message_instead_of_looping(
         Message.Status.FAILED, "error", "")
 
 
+def test_a_send_cut_short_by_the_time_limit_waits_in_the_queue_with_its_text(
+    company: Company, settings: Settings
+) -> None:
+    """A reset that spent its task's time in a slow directory must not lose its password
+    text to the time limit."""
+    settings.SMS_BACKEND = "tests.sms.test_message_send.OutOfTimeBackend"
+    message = _queued(company)
+
+    with pytest.raises(SoftTimeLimitExceeded):
+        message_deliver(message_id=message.pk)
+
+    stored = fresh(message)
+    assert stored.status == Message.Status.QUEUED and stored.sealed_body
+
+
 # -- Messages whose task was lost --------------------------------------------------------
 
 
@@ -236,6 +261,44 @@ def test_a_message_whose_task_was_lost_is_queued_again_and_sent(
     assert [sms["body"] for sms in sms_outbox] == ["Code 123456"]
 
 
+def test_a_message_left_sending_by_a_killed_worker_goes_out_after_the_lease(
+    company: Company, send_now: Callable[..., Any], sms_outbox: list[locmem.SentSms],
+    broker: Broker,
+) -> None:
+    """The killed worker's task came straight back, found the message taken and ended:
+    nothing but the sweep would ever send it, and its text would stay sealed."""
+    message = _queued(company)
+    Message.objects.filter(pk=message.pk).update(status=Message.Status.SENDING, attempts=1,
+                                                 updated_at=timezone.now())
+    message_send.apply(args=(message.pk,))  # the task handed back at once: skipped
+    with broker.publishing():
+        assert messages_requeue() == 0  # still within the lease
+    Message.objects.filter(pk=message.pk).update(
+        updated_at=timezone.now() - SENDING_LEASE - timedelta(seconds=1))
+
+    send_now(messages_requeue)
+
+    assert [sms["body"] for sms in sms_outbox] == ["Code 123456"]
+    assert (fresh(message).status, fresh(message).sealed_body) == ("sent", "")
+
+
+def test_a_message_whose_retry_was_lost_is_queued_again(
+    company: Company, send_now: Callable[..., Any], sms_outbox: list[locmem.SentSms],
+    broker: Broker,
+) -> None:
+    message = _queued(company)
+    Message.objects.filter(pk=message.pk).update(attempts=1)  # tried; its retry never came
+    _aged(message, RETRY_LOST_AFTER - timedelta(seconds=30))
+    with broker.publishing():
+        assert messages_requeue() == 0  # its retry may still come
+    _aged(message, RETRY_LOST_AFTER + timedelta(seconds=1))
+
+    send_now(messages_requeue)
+
+    assert fresh(message).status == Message.Status.SENT
+    assert [sms["body"] for sms in sms_outbox] == ["Code 123456"]
+
+
 def test_a_message_that_waited_over_an_hour_is_failed_and_forgets_its_secret(
     company: Company, sms_outbox: list[locmem.SentSms], broker: Broker,
 ) -> None:
@@ -248,4 +311,15 @@ def test_a_message_that_waited_over_an_hour_is_failed_and_forgets_its_secret(
     assert broker.queued() == []
     dropped = fresh(stale)
     assert (dropped.status, dropped.error_code, dropped.sealed_body) == ("failed", "expired", "")
+    assert sms_outbox == []
+
+    # So is one a dead run left "sending" an hour ago.
+    lost = _queued(company)
+    _aged(lost, UNSENT_GIVE_UP_AFTER + timedelta(seconds=1))
+    Message.objects.filter(pk=lost.pk).update(status=Message.Status.SENDING, attempts=1)
+    with broker.publishing():
+        assert messages_requeue() == 0
+    dropped = fresh(lost)
+    assert (dropped.status, dropped.error_code, dropped.sealed_body) == ("failed", "expired", "")
+    assert "may or may not have gone" in dropped.error_message
     assert sms_outbox == []
