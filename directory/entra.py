@@ -14,7 +14,9 @@ Graph application permissions the app needs (with admin consent):
 
 - Directory.Read.All: users, groups, transitive members, role assignments (snapshot,
   get_user, is_protected);
-- User-PasswordProfile.ReadWrite.All (or User.ReadWrite.All): reset_password;
+- User-PasswordProfile.ReadWrite.All (or User.ReadWrite.All): reset_password, which also
+  needs the Entra role User Administrator assigned to the app itself (Graph's rule for
+  app-only password changes);
 - AuditLog.Read.All, and an Entra ID P1/P2 licence in the tenant: locked_out.
 """
 
@@ -89,6 +91,10 @@ FILTER_IN_LIMIT = 15
 READ_PERMISSION = "Directory.Read.All"
 ROLES_PERMISSION = "RoleManagement.Read.Directory (or Directory.Read.All)"
 RESET_PERMISSION = "User-PasswordProfile.ReadWrite.All (or User.ReadWrite.All)"
+# Graph changes passwords for an app only when the app also holds an Entra role.
+RESET_ROLE = ("Changing passwords also needs the Entra role User Administrator assigned to "
+              "the app itself: in the Entra admin center, Roles and administrators, User "
+              "Administrator, Add assignments, then the app.")
 AUDIT_PERMISSION = "AuditLog.Read.All"
 
 LOCKOUT_UNAVAILABLE = (
@@ -418,7 +424,8 @@ class EntraDirectory:
                     "password rules (at least 8 characters with three of upper case, lower case, "
                     "digits and symbols, and not a banned password); try a different one.",
                     permanent=True, code="policy") from None
-            raise self._explain(failure, RESET_PERMISSION, "change passwords") from None
+            raise self._explain(failure, RESET_PERMISSION, "change passwords",
+                                also=RESET_ROLE) from None
         logger.info("Entra password reset for user %s in tenant %s (must change: %s)",
                     object_id, self.settings.tenant_id, must_change)
 
@@ -787,7 +794,8 @@ class EntraDirectory:
 
     # ------------------------------------------------------------------ errors as sentences
 
-    def _explain(self, failure: _GraphFailure, permission: str, action: str) -> DirectoryError:
+    def _explain(self, failure: _GraphFailure, permission: str, action: str,
+                 also: str = "") -> DirectoryError:
         tenant = self.settings.tenant_id
         if failure.status == 401:
             return DirectoryError(
@@ -801,7 +809,7 @@ class EntraDirectory:
             return DirectoryError(
                 f"Blink's app registration is not allowed to {action} in tenant {tenant}: grant "
                 f"it the Microsoft Graph application permission {permission} and have an "
-                "administrator consent to it.",
+                "administrator consent to it." + (f" {also}" if also else ""),
                 permanent=True, code="insufficient_rights")
         if failure.status == 404:
             return DirectoryError(

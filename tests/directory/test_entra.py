@@ -721,6 +721,22 @@ def test_missing_password_permission_names_it(graph_server: FakeGraph,
     assert "User-PasswordProfile.ReadWrite.All" in error.message
 
 
+def test_an_app_without_the_user_administrator_role_is_told_to_get_it(
+    graph_server: FakeGraph, entra: EntraDirectory
+) -> None:
+    """Graph changes a password for an app only if the app also holds an Entra role: the
+    permission alone is refused, and the admin must learn which role to assign."""
+    user = graph_server.data.add_user("jo@globex.example")["id"]
+    graph_server.knobs.app_roles = set()
+
+    error = error_of(entra.reset_password, user, NEW_PASSWORD)
+
+    assert (error.code, error.permanent) == ("insufficient_rights", True)
+    assert "the Entra role User Administrator assigned to the app" in error.message
+    graph_server.knobs.app_roles = {"User Administrator"}
+    entra.reset_password(user, NEW_PASSWORD)
+
+
 def test_missing_read_permission_names_it(graph_server: FakeGraph,
                                           entra: EntraDirectory) -> None:
     graph_server.knobs.permissions -= {"User.Read.All", "Directory.Read.All"}

@@ -257,6 +257,10 @@ class Knobs:
     token_throttle: list[tuple[int, str | None]] = field(default_factory=list)
     # Application permissions granted to the app (with admin consent).
     permissions: set[str] = field(default_factory=lambda: set(DEFAULT_PERMISSIONS))
+    # Entra roles assigned to the app itself. App-only password resets need the permission
+    # AND at least User Administrator (Privileged Authentication Administrator for users
+    # who hold admin roles).
+    app_roles: set[str] = field(default_factory=lambda: {"User Administrator"})
     # The tenant holds an Entra ID P1/P2 licence (sign-in logs need one).
     premium: bool = True
     # Reject every new password as a policy violation, whatever it is.
@@ -997,6 +1001,10 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.fake
         if "passwordProfile" in body:
             self._require(_WRITE_PASSWORD)
+            if not fake.knobs.app_roles & {"User Administrator", "Privileged Authentication "
+                                           "Administrator", "Global Administrator"}:
+                raise _GraphFault(403, "Authorization_RequestDenied",
+                                  "Insufficient privileges to complete the operation.")
         else:
             self._require(("User.ReadWrite.All", "Directory.ReadWrite.All"))
         with fake.lock:
