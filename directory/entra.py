@@ -52,25 +52,10 @@ from directory.base import (
 
 logger = logging.getLogger(__name__)
 
-# Built-in roles whose holders Blink refuses to reset, by role template id (for built-in roles
-# the unifiedRoleAssignment's roleDefinitionId is the template id). Kept to at most 15 so the
-# snapshot asks for all of them in one `in (...)` filter.
-PRIVILEGED_ROLES: dict[str, str] = {
-    "62e90394-69f5-4237-9190-012177145e10": "Global Administrator",
-    "e8611ab8-c189-46e8-94e1-60213ab1f814": "Privileged Role Administrator",
-    "7be44c8a-adaf-4e2a-84d6-ab2649e08a13": "Privileged Authentication Administrator",
-    "fe930be7-5e62-47db-91af-98c3a49a38b1": "User Administrator",
-    "c4e39bd9-1100-46d3-8c65-fb160da0071f": "Authentication Administrator",
-    "729827e3-9c14-49f7-bb1b-9608f156bbb8": "Helpdesk Administrator",
-    "966707d0-3269-4727-9be2-8c3a10f19b9d": "Password Administrator",
-    "194ae4cb-b126-40b2-bd5b-6091b380977d": "Security Administrator",
-    "29232cdf-9323-42fd-ade2-1d097af3e4de": "Exchange Administrator",
-    "8ac3fc64-6eca-42ea-9e69-59f4c7b60eb2": "Hybrid Identity Administrator",
-    "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3": "Application Administrator",
-    "158c047a-c907-4556-b7ef-446551a6b5f7": "Cloud Application Administrator",
-    "b1be1c3e-b65d-4f19-8427-f6fa0d97feb9": "Conditional Access Administrator",
-    "3a2c62db-5318-420d-8d74-23affee5d9d5": "Intune Administrator",
-}
+# Blink refuses to reset anyone who holds an Entra role, built-in or custom, directly or
+# through a role-assignable group: Entra itself treats every role holder as an administrator
+# for password reset (the admin SSPR policy), and a fixed list of "privileged" roles goes out
+# of date as Microsoft adds roles.
 
 USER_FIELDS = (
     "id", "userPrincipalName", "displayName", "givenName", "surname", "mail", "mobilePhone",
@@ -341,7 +326,7 @@ class EntraDirectory:
         """Every user and group (members resolved through nesting); Entra has no OUs.
 
         Calls: the user pages, the group pages, one paged transitiveMembers query per group and
-        one paged role-assignment query for all privileged roles; never one call per user.
+        one paged query of the tenant's role assignments; never one call per user.
         """
         top = self._page_size()
         raw_users = list(self._pages(
@@ -404,8 +389,8 @@ class EntraDirectory:
         # Checked first, so a synced admin is never handed on to the on-premises AD path.
         if self.is_protected(object_id):
             raise DirectoryError(
-                f"{user.get('userPrincipalName') or object_id} holds a privileged Entra ID role; "
-                "Blink does not reset passwords of administrators.",
+                f"{user.get('userPrincipalName') or object_id} holds an Entra ID role, so is an "
+                "administrator; Blink does not reset passwords of administrators.",
                 permanent=True, code="protected")
         if user.get("onPremisesSyncEnabled"):
             raise DirectoryError(
@@ -471,7 +456,7 @@ class EntraDirectory:
         return locked
 
     def is_protected(self, object_id: str) -> bool:
-        """Whether the user holds a privileged role, directly or through a role-assignable group.
+        """Whether the user holds an Entra role, directly or through a role-assignable group.
 
         Two calls in the common case: the user's groups (transitive) and the active role
         assignments of the user and its role-assignable groups (15 principals per query).
@@ -495,7 +480,7 @@ class EntraDirectory:
                 params={"$filter": f"principalId in ({listed})"},
                 permission=ROLES_PERMISSION,
             ):
-                if assignment.get("roleDefinitionId") in PRIVILEGED_ROLES:
+                if assignment.get("roleDefinitionId"):
                     return True
         return False
 
@@ -538,19 +523,11 @@ class EntraDirectory:
             raise self._explain(failure, READ_PERMISSION, "read group members") from None
 
     def _privileged_principals(self) -> set[str]:
-        """Ids of users and groups with an active assignment of a privileged role."""
-        roles = list(PRIVILEGED_ROLES)
-        principals: set[str] = set()
-        for start in range(0, len(roles), FILTER_IN_LIMIT):
-            listed = ",".join(f"'{r}'" for r in roles[start:start + FILTER_IN_LIMIT])
-            for assignment in self._pages(
-                self._url("roleManagement/directory/roleAssignments"),
-                params={"$filter": f"roleDefinitionId in ({listed})"},
-                permission=ROLES_PERMISSION,
-            ):
-                if assignment.get("principalId"):
-                    principals.add(assignment["principalId"])
-        return principals
+        """Ids of users and groups with an active assignment of any Entra role."""
+        return {assignment["principalId"] for assignment in self._pages(
+            self._url("roleManagement/directory/roleAssignments"),
+            params={"$select": "principalId,roleDefinitionId"}, permission=ROLES_PERMISSION,
+        ) if assignment.get("principalId")}
 
     @staticmethod
     def _user(raw: dict[str, Any], *, protected: bool) -> DirectoryUser:

@@ -213,7 +213,7 @@ def test_snapshot_pages_large_groups(
         "GET", f"/v1.0/groups/{big['id']}/transitiveMembers")) == 3
 
 
-def test_snapshot_flags_privileged_users_with_one_role_query(
+def test_snapshot_flags_every_role_holder_with_one_role_query(
     graph_server: FakeGraph, entra: EntraDirectory
 ) -> None:
     data = graph_server.data
@@ -228,7 +228,8 @@ def test_snapshot_flags_privileged_users_with_one_role_query(
 
     snapshot = entra.snapshot()
 
-    assert {u.object_id for u in snapshot.users if u.protected} == {direct, via_group}
+    # Any Entra role makes an administrator, as Entra's own password reset sees it.
+    assert {u.object_id for u in snapshot.users if u.protected} == {direct, via_group, reader}
     assert len(graph_server.graph_requests(
         "GET", "/v1.0/roleManagement/directory/roleAssignments")) == 1
 
@@ -248,6 +249,8 @@ def test_is_protected_follows_role_assignable_groups(
     assert entra.is_protected(direct) is True
     assert entra.is_protected(via_group) is True
     assert entra.is_protected(plain) is False
+    data.assign_role(plain, DIRECTORY_READERS)  # a role that changes nothing is a role too
+    assert entra.is_protected(plain) is True
     assert entra.get_user(via_group).protected is True
 
 
