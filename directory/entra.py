@@ -286,6 +286,42 @@ class _MsalHttpClient:
         pass
 
 
+class _SignIn:
+    """This process's HTTP session, msal app and token cache for one ``EntraSettings``,
+    shared by every adapter built with them. ``directory_for`` builds an adapter per task;
+    with its own msal app each would fetch the tenant's metadata and a new token, two more
+    round trips to the identity platform for every reset and every poll."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.session: requests.Session | None = None
+        self.app: Any = None
+        self.token_cache: Any = None
+        # The certificate the app signs in with, once read (None: its client secret).
+        self.certificate: CertificateCredential | None = None
+
+
+_SIGN_INS: dict[tuple[int, EntraSettings], _SignIn] = {}
+_SIGN_INS_LOCK = threading.Lock()
+
+
+def _sign_in_for(settings: EntraSettings) -> _SignIn:
+    # The pid keeps a forked worker from sharing its parent's sockets and tokens.
+    with _SIGN_INS_LOCK:
+        return _SIGN_INS.setdefault((os.getpid(), settings), _SignIn())
+
+
+def sign_ins_close_all() -> None:
+    """Close this process's Graph sessions and forget its tokens (worker shutdown, tests)."""
+    with _SIGN_INS_LOCK:
+        held = [sign_in for (pid, _), sign_in in _SIGN_INS.items() if pid == os.getpid()]
+        _SIGN_INS.clear()
+    for sign_in in held:
+        with sign_in.lock:
+            if sign_in.session is not None:
+                sign_in.session.close()
+
+
 class EntraDirectory:
     """One client's Entra ID tenant, as Blink uses it (implements ``directory.base.Directory``).
 
@@ -297,16 +333,14 @@ class EntraDirectory:
     unlocks = False
 
     def __init__(self, settings: EntraSettings) -> None:
+        # No network here: the session and the sign-in come on first use (``_SignIn``).
         self.settings = settings
-        self._lock = threading.RLock()
-        self._pid = 0
-        self._session: requests.Session | None = None
-        self._app: Any = None
-        self._token_cache: Any = None
-        # The certificate the app signs in with, once read (None: it uses its client secret).
-        self._certificate: CertificateCredential | None = None
         # Replaced in tests to observe waits without sleeping.
         self.sleep: Callable[[float], None] = time.sleep
+
+    @property
+    def _sign_in(self) -> _SignIn:
+        return _sign_in_for(self.settings)
 
     # ------------------------------------------------------------------ protocol
 
@@ -316,7 +350,7 @@ class EntraDirectory:
                                params={"$select": "id,displayName"}), {})
         tenant = org.get("id") or self.settings.tenant_id
         name = org.get("displayName") or tenant
-        certificate = self._certificate
+        certificate = self._sign_in.certificate
         proof = (f" with certificate {certificate.thumbprint} (valid until "
                  f"{certificate.not_after:%Y-%m-%d})" if certificate is not None else "")
         return (f"Connected to the Entra ID tenant “{name}” ({tenant}) "
@@ -486,12 +520,13 @@ class EntraDirectory:
 
     def close(self) -> None:
         """Close the HTTP session; the next call opens a new one (and signs in again)."""
-        with self._lock:
-            if self._session is not None and self._pid == os.getpid():
-                self._session.close()
-            self._session = None
-            self._app = None
-            self._token_cache = None
+        sign_in = self._sign_in
+        with sign_in.lock:
+            if sign_in.session is not None:
+                sign_in.session.close()
+            sign_in.session = None
+            sign_in.app = None
+            sign_in.token_cache = None
 
     # ------------------------------------------------------------------ reading helpers
 
@@ -567,9 +602,9 @@ class EntraDirectory:
     # ------------------------------------------------------------------ HTTP and tokens
 
     def _http(self) -> requests.Session:
-        with self._lock:
-            if self._session is None or self._pid != os.getpid():
-                # A forked child must not share its parent's sockets or msal app.
+        sign_in = self._sign_in
+        with sign_in.lock:
+            if sign_in.session is None:
                 session = requests.Session()
                 session.trust_env = False
                 session.verify = self.settings.ca_bundle or True
@@ -577,17 +612,18 @@ class EntraDirectory:
                     session.proxies = {"http": self.settings.proxy,
                                        "https": self.settings.proxy}
                 session.headers["User-Agent"] = "Blink (Entra ID adapter)"
-                self._session, self._pid = session, os.getpid()
-                self._app = None
-                self._token_cache = None
-            return self._session
+                sign_in.session = session
+                sign_in.app = None
+                sign_in.token_cache = None
+            return sign_in.session
 
     def _client(self) -> Any:
         """The msal app, built on first use (its construction fetches the tenant's metadata)."""
         session = self._http()
-        with self._lock:
-            if self._app is not None:
-                return self._app
+        sign_in = self._sign_in
+        with sign_in.lock:
+            if sign_in.app is not None:
+                return sign_in.app
             tenant = self.settings.tenant_id.strip()
             if not tenant or not re.fullmatch(r"[A-Za-z0-9.-]+", tenant):
                 raise DirectoryError(
@@ -614,7 +650,7 @@ class EntraDirectory:
                 raise self._sign_in_unavailable() from None
             except (requests.RequestException, OSError) as exc:
                 raise self._network_error(exc, self.settings.authority_host) from None
-            self._app, self._token_cache = app, cache
+            sign_in.app, sign_in.token_cache = app, cache
             return app
 
     def _credential(self) -> str | dict[str, str]:
@@ -629,19 +665,20 @@ class EntraDirectory:
             raise _config_error(
                 "This Entra ID connection has both a client secret and a certificate; Blink "
                 "signs in with exactly one. Edit the connection and enter only one of them.")
+        sign_in = self._sign_in
         if secret:
-            self._certificate = None
+            sign_in.certificate = None
             return secret
         if not certificate.strip():
             raise _config_error(
                 "This Entra ID connection has neither a client secret nor a certificate: edit "
                 "it and enter the app registration's client secret, or upload its "
                 "certificate with the private key.")
-        self._certificate = certificate_credential_parse(certificate)
+        sign_in.certificate = certificate_credential_parse(certificate)
         logger.info("Entra sign-in for app %s in tenant %s uses certificate %s",
                     self.settings.client_id, self.settings.tenant_id,
-                    self._certificate.thumbprint)
-        return self._certificate.msal_credential()
+                    sign_in.certificate.thumbprint)
+        return sign_in.certificate.msal_credential()
 
     def _scope(self) -> str:
         parts = urlsplit(self.settings.graph_url)
@@ -661,8 +698,9 @@ class EntraDirectory:
         raise self._token_error(result if isinstance(result, dict) else {})
 
     def _drop_token(self) -> None:
-        with self._lock:
-            cache = self._token_cache
+        sign_in = self._sign_in
+        with sign_in.lock:
+            cache = sign_in.token_cache
             if cache is None:
                 return
             for item in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
@@ -807,7 +845,7 @@ class EntraDirectory:
         tenant, client = self.settings.tenant_id, self.settings.client_id
         logger.warning("Entra sign-in failed for app %s in tenant %s: %s %s",
                        client, tenant, error, sorted(codes))
-        certificate = self._certificate
+        certificate = self._sign_in.certificate
         if certificate is not None and codes & _TOKEN_ASSERTION_TIME:
             return DirectoryError(
                 "Entra ID refused Blink's signed sign-in request as outside its valid time: "

@@ -38,7 +38,10 @@ def directory_sync_all() -> None:
 
 @worker_process_shutdown.connect
 def _directory_connections_close(**_: object) -> None:
-    """A stopping worker process unbinds its LDAP connections instead of dropping them."""
+    """A stopping worker process unbinds its LDAP connections and closes its Graph sessions
+    instead of dropping them."""
     from directory.activedirectory import connections_close_all
+    from directory.entra import sign_ins_close_all
 
     connections_close_all()
+    sign_ins_close_all()

@@ -338,6 +338,20 @@ def test_the_token_is_cached_between_calls(
     assert len(graph_server.token_requests()) == 1
 
 
+def test_adapters_built_per_task_share_one_sign_in(
+    graph_server: FakeGraph, settings: EntraSettings
+) -> None:
+    """``directory_for`` builds an adapter for every reset and poll: the tenant's metadata
+    and the token are fetched once per process, not once per task."""
+    user = graph_server.data.add_user("jo@globex.example")["id"]
+
+    for _ in range(3):
+        EntraDirectory(settings).get_user(user)
+
+    assert len(graph_server.token_requests()) == 1
+    assert len([r for r in graph_server.requests if "openid-configuration" in r.path]) == 1
+
+
 # ---------------------------------------------------------------------------- sign-in errors
 
 
