@@ -737,7 +737,10 @@ class EntraDirectory:
                 refreshed = True
                 self._drop_token()
                 continue
-            if status in (429, 503):
+            # Throttled or busy: wait and ask again. Other server errors (Graph gives 500,
+            # 502 and 504 on large member pages now and then) are asked again only for a
+            # read: a write may have been done.
+            if status in (429, 503) or (method == "GET" and status in (500, 502, 504)):
                 throttled += 1
                 delay = _retry_after(response, throttled)
                 budget = self.settings.max_retry_wait

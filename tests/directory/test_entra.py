@@ -294,6 +294,33 @@ def test_service_unavailable_is_retried_after_a_real_wait(
     directory.close()
 
 
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_a_read_that_meets_a_server_error_is_asked_again(
+    graph_server: FakeGraph, entra: EntraDirectory, waits: list[float], status: int
+) -> None:
+    graph_server.data.add_users(3)
+    graph_server.throttle(1, status=status, retry_after=None)
+
+    assert len(entra.snapshot().users) == 3
+    assert waits == [1.0]  # no Retry-After: backoff from 1 s
+    assert [r.status for r in graph_server.graph_requests("GET", "/v1.0/users")] == [status, 200]
+
+
+def test_a_password_write_that_meets_a_server_error_is_not_sent_again(
+    graph_server: FakeGraph, entra: EntraDirectory, waits: list[float]
+) -> None:
+    """The write may have been done: the reset ends, temporarily failed, and Blink's retry
+    of the whole reset sends the same sealed password."""
+    user = graph_server.data.add_user("jo@globex.example")["id"]
+    graph_server.knobs.patch_failures = [502]
+
+    error = error_of(entra.reset_password, user, NEW_PASSWORD)
+
+    assert (error.code, error.permanent) == ("unavailable", False)
+    assert len(graph_server.graph_requests("PATCH")) == 1
+    assert waits == []
+
+
 def test_throttling_beyond_the_attempt_cap_is_a_temporary_error(
     graph_server: FakeGraph, entra: EntraDirectory, waits: list[float]
 ) -> None:

@@ -269,6 +269,8 @@ class Knobs:
     # After this many more Graph requests, every token issued so far stops working
     # (a token expiring in the middle of a multi-page read).
     revoke_tokens_after: int | None = None
+    # Statuses for the next PATCH requests only (a write that meets a server error).
+    patch_failures: list[int] = field(default_factory=list)
     # Origin used in @odata.nextLink (None: this server). Lets a test hand out a foreign link.
     next_link_origin: str | None = None
 
@@ -500,7 +502,8 @@ class FakeGraph:
     # -- knobs that need more than an attribute
 
     def throttle(self, count: int, *, status: int = 429, retry_after: str | None = "1") -> None:
-        """Answer the next ``count`` Graph requests with ``status`` and this Retry-After."""
+        """Answer the next ``count`` Graph requests with ``status`` (429, 503, or another
+        5xx such as Graph's occasional 500/502/504) and this Retry-After."""
         with self.lock:
             self.knobs.throttle.extend([(status, retry_after)] * count)
 
@@ -857,14 +860,21 @@ class _Handler(BaseHTTPRequestHandler):
                     fake.knobs.revoke_tokens_after -= 1
         if queued is not None:
             status, retry_after = queued
-            code = "TooManyRequests" if status == 429 else "ServiceNotAvailable"
+            code, text = {
+                429: ("TooManyRequests", "Too many requests."),
+                503: ("ServiceNotAvailable", "Service unavailable, try again later."),
+            }.get(status, ("UnknownError", "An error occurred while processing the request."))
             headers = {"Retry-After": retry_after} if retry_after is not None else {}
-            raise _GraphFault(status, code, "Too many requests." if status == 429
-                              else "Service unavailable, try again later.", headers)
+            raise _GraphFault(status, code, text, headers)
         self._authenticate()
         if method == "PATCH":
             body = self._json(raw)
             record.body = _redacted(body)
+            with fake.lock:
+                failure = fake.knobs.patch_failures.pop(0) if fake.knobs.patch_failures else None
+            if failure is not None:
+                raise _GraphFault(failure, "UnknownError",
+                                  "An error occurred while processing the request.")
         route = path[len("/v1.0"):]
         handlers: list[tuple[str, str, Any]] = [
             ("GET", r"/organization", self._organization),
