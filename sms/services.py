@@ -162,6 +162,12 @@ def message_text(message: Message) -> str:
 
 DeliveryOutcome = Literal["sent", "failed", "retry", "skipped"]
 
+# How long the provider may keep a text in its queue (a busy Blink number) before dropping
+# it: a code lives ten minutes, and nothing Blink sends is worth receiving an hour late
+# (Twilio's own default is ten hours). A dropped text is reported as failed, error 30036.
+VALIDITY = {"verification": 600}
+VALIDITY_DEFAULT = 3600
+
 # A run killed mid-send leaves its message SENDING. Past Celery's hard time limit that
 # run cannot still be going, so a re-delivered task may take the message over.
 SENDING_LEASE = timedelta(seconds=300)
@@ -216,6 +222,7 @@ def message_deliver(*, message_id: int, final_attempt: bool = True,
             sender=message.blink_number or company_sms_number(company),
             messaging_service_sid=company.messaging_service_sid,
             status_callback=company.link(reverse("sms-twilio-status")),
+            validity_period=VALIDITY.get(message.kind, VALIDITY_DEFAULT),
         )
     except SmsError as error:
         if not error.permanent and not final_attempt:
@@ -337,6 +344,8 @@ DELIVERY_ERRORS = {
              "messages.",
     OPTED_OUT_CODE: "The user texted STOP to this number, so Blink cannot text them until "
                     "they text START.",
+    "30036": "The text waited in Twilio's queue longer than it was worth (a code ten minutes, "
+             "anything else an hour) and was dropped. Send it again.",
 }
 
 # Twilio's MessageStatus values that settle a message; earlier ones change nothing here.

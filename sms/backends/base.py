@@ -27,12 +27,14 @@ class SmsBackend(Protocol):
 
     def send(
         self, *, to: str, body: str, sender: str, messaging_service_sid: str = "",
-        status_callback: str = "",
+        status_callback: str = "", validity_period: int = 0,
     ) -> str:
         """Send ``body`` to ``to`` (E.164) and return the provider's id for the message.
 
         ``sender`` is the Blink number; with ``messaging_service_sid`` the provider
         picks the sender from that service instead. ``status_callback`` is the public
-        URL the provider reports delivery to. Raises ``SmsError``.
+        URL the provider reports delivery to. ``validity_period``: seconds the provider may
+        hold the message in its queue before dropping it (0: its default; Twilio's is 10
+        hours). Raises ``SmsError``.
         """
         ...

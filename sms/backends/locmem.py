@@ -26,7 +26,7 @@ class SmsBackend:
 
     def send(
         self, *, to: str, body: str, sender: str, messaging_service_sid: str = "",
-        status_callback: str = "",
+        status_callback: str = "", validity_period: int = 0,
     ) -> str:
         """Record the message and return a made-up Twilio-shaped id."""
         provider_id = "SMLOCMEM" + secrets.token_hex(13)

@@ -12,7 +12,7 @@ class SmsBackend:
 
     def send(
         self, *, to: str, body: str, sender: str, messaging_service_sid: str = "",
-        status_callback: str = "",
+        status_callback: str = "", validity_period: int = 0,
     ) -> str:
         """Keep the message (its full text, by design) and return a made-up id."""
         provider_id = "SMOUTBOX" + secrets.token_hex(13)

@@ -128,7 +128,7 @@ class SmsBackend:
 
     def send(
         self, *, to: str, body: str, sender: str, messaging_service_sid: str = "",
-        status_callback: str = "",
+        status_callback: str = "", validity_period: int = 0,
     ) -> str:
         """Create a Message resource and return its MessageSid; raises ``SmsError``."""
         options: dict[str, str] = {}
@@ -138,6 +138,8 @@ class SmsBackend:
             options["from_"] = sender
         if status_callback:
             options["status_callback"] = status_callback
+        if validity_period:
+            options["validity_period"] = str(validity_period)
         try:
             message = self.client().messages.create(to=to, body=body, **options)
         except TwilioRestException as error:

@@ -75,6 +75,8 @@ ERRORS: dict[int, tuple[int, str]] = {
                  "phone number: {from_} via SMS."),
     21614: (400, "'To' number is not a valid mobile number"),
     21617: (400, "The concatenated message body exceeds the 1600 character limit."),
+    21624: (400, "Validity period can only be set to integers between 1 and 36,000 seconds "
+                 "(10 hours max)."),
     21701: (400, "The Messaging Service Sid {mss} is invalid."),
 }
 _STATUS_CODES = {500: 20500, 503: 20503, 429: 20429}
@@ -112,6 +114,8 @@ class AcceptedMessage:
     body: str
     messaging_service_sid: str
     status_callback: str
+    # Seconds Twilio may keep it queued (ValidityPeriod); 0: Twilio's default, 10 hours.
+    validity_period: int = 0
 
 
 @dataclass
@@ -360,6 +364,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Refusal(21617)
         if callback and urlsplit(callback).scheme not in ("http", "https"):
             raise _Refusal(21609)
+        validity = form.get("ValidityPeriod", "")
+        if validity and not (validity.isdigit() and 1 <= int(validity) <= 36_000):
+            raise _Refusal(21624)
         if not _E164.match(to):
             raise _Refusal(21211, to=to)
         with fake.lock:
@@ -370,7 +377,8 @@ class _Handler(BaseHTTPRequestHandler):
         with fake.lock:
             fake.accepted.append(AcceptedMessage(sid=sid, to=to, from_=from_, body=body,
                                                  messaging_service_sid=mss,
-                                                 status_callback=callback))
+                                                 status_callback=callback,
+                                                 validity_period=int(validity or 0)))
         now = _rfc2822()
         uri = f"/{API_VERSION}/Accounts/{fake.account_sid}/Messages/{sid}"
         return 201, {

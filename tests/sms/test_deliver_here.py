@@ -29,7 +29,7 @@ class FlakyBackend:
     calls = 0
 
     def send(self, *, to: str, body: str, sender: str, messaging_service_sid: str = "",
-             status_callback: str = "") -> str:
+             status_callback: str = "", validity_period: int = 0) -> str:
         FlakyBackend.calls += 1
         raise SmsError("Twilio did not answer within 10 s.", permanent=False, code="timeout")
 

@@ -37,7 +37,7 @@ class SecondWorkerBackend:
     calls: ClassVar[list[str]] = []
 
     def send(self, *, to: str, body: str, sender: str, messaging_service_sid: str = "",
-             status_callback: str = "") -> str:
+             status_callback: str = "", validity_period: int = 0) -> str:
         SecondWorkerBackend.calls.append(body)
         message = Message.objects.get(phone=to)
         message_send.apply(args=(message.pk,))
@@ -48,7 +48,7 @@ class FlakyBackend:
     """Fails with a temporary error until told otherwise."""
 
     def send(self, *, to: str, body: str, sender: str, messaging_service_sid: str = "",
-             status_callback: str = "") -> str:
+             status_callback: str = "", validity_period: int = 0) -> str:
         raise SmsError("Twilio did not answer within 10 s.", permanent=False, code="timeout")
 
 
@@ -56,13 +56,13 @@ class OutOfTimeBackend:
     """Celery's soft time limit strikes during the provider call."""
 
     def send(self, *, to: str, body: str, sender: str, messaging_service_sid: str = "",
-             status_callback: str = "") -> str:
+             status_callback: str = "", validity_period: int = 0) -> str:
         raise SoftTimeLimitExceeded()
 
 
 class BrokenBackend:
     def send(self, *, to: str, body: str, sender: str, messaging_service_sid: str = "",
-             status_callback: str = "") -> str:
+             status_callback: str = "", validity_period: int = 0) -> str:
         raise RuntimeError("a bug")
 
 

@@ -49,6 +49,19 @@ def test_a_message_reaches_the_phone_and_is_marked_sent(
     assert (message.error_code, message.error_message) == ("", "")
 
 
+def test_texts_are_not_left_in_twilios_queue_for_hours(
+    twilio_backend: FakeTwilio, company: Company, blink_user: BlinkUser,
+    send_now: Callable[..., Any]
+) -> None:
+    """Twilio keeps a text queued for up to ten hours by default; a code lives ten
+    minutes, and nothing else Blink sends is worth receiving an hour late."""
+    _send(company, send_now)
+    send_now(lambda: verification_code_issue(blink_user=blink_user, phone=USER_PHONE,
+                                             ip=None))
+
+    assert [m.validity_period for m in twilio_backend.accepted] == [3600, 600]
+
+
 def test_a_company_with_a_messaging_service_sends_through_it(
     twilio_backend: FakeTwilio, company: Company, send_now: Callable[..., Any]
 ) -> None:
