@@ -18,20 +18,20 @@ offers only the replies Blink would act on, and a user gets at most ``NOTICES_PE
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db import DatabaseError, transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from blink.audit import Actor, audit_record, audit_record_many
 from blink.models import AuditEvent, BlinkUser, LockoutNotice
 from directory.backends import directory_for
-from directory.base import Directory, DirectoryError
-from directory.models import Connection
-from sms.limits import window_count
+from directory.base import DirectoryError
+from directory.models import Connection, Entry
 from sms.services import sms_send
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,6 @@ MONITOR = Actor(label="Blink lockout monitor")
 # Lockout notices a user gets in 24 hours at most (an SMS send cap, SECURITY.md): someone
 # who locks an account over and over must not text its user all day.
 NOTICES_PER_DAY = 3
-NOTICES_KEY = "lockout-notices:{}"
 # Connections whose last poll failed (a cache flag): the failure is audited once per streak.
 FAILING_KEY = "lockouts-failing:{}"
 
@@ -84,19 +83,36 @@ def _unwatched_close() -> None:
     unwatched = BlinkUser.objects.exclude(
         status=BlinkUser.Status.ACTIVE, client__archived_at__isnull=True,
         connection__monitor_lockouts=True, connection__lockout_monitoring_unavailable="")
+    stale = unwatched.filter(Q(locked_since__isnull=False)
+                             | Q(lockout_notices__closed_at__isnull=True,
+                                 lockout_notices__isnull=False))
     with transaction.atomic():
-        closed = LockoutNotice.objects.filter(closed_at=None, blink_user__in=unwatched) \
+        ids = _users_lock(stale.values_list("pk", flat=True).distinct())
+        if not ids:
+            return
+        LockoutNotice.objects.filter(closed_at=None, blink_user_id__in=ids) \
             .update(closed_at=timezone.now())
-        cleared = unwatched.filter(locked_since__isnull=False).update(locked_since=None)
-    if closed or cleared:
-        log.info("forgot the lockouts of %d blink user(s) no longer watched", cleared)
+        BlinkUser.objects.filter(pk__in=ids).update(locked_since=None)
+    log.info("forgot the lockouts of %d blink user(s) no longer watched", len(ids))
+
+
+def _users_lock(pks: Iterable[int]) -> list[int]:
+    """Lock these users' rows, in id order, as ``_notify`` locks one: whoever changes a
+    user's lockout holds the user's row first, so two writers never wait on each other in
+    a circle. Returns the ids locked."""
+    return list(BlinkUser.objects.select_for_update().filter(pk__in=list(pks))
+                .order_by("pk").values_list("pk", flat=True))
 
 
 def lockouts_poll_all() -> int:
     """Queue one ``lockouts_poll`` per monitored connection on its queue; returns how many."""
     from blink.tasks import lockouts_poll
 
-    _unwatched_close()
+    try:
+        _unwatched_close()
+    except DatabaseError:
+        # A housekeeping step: the polls still go out.
+        log.exception("could not close the lockouts of users no longer watched")
     connections = monitored_connections()
     # A poll still queued when the next one is due is dropped: an offline on-premises
     # worker finds one round waiting when it comes back, not a backlog.
@@ -149,18 +165,19 @@ def _recovered(connection: Connection) -> None:
                      detail={"connection": connection.pk, "recovered": True})
 
 
-def _notify(blink_user: BlinkUser, since: datetime, *, directory: Directory) -> bool:
+def _notify(blink_user: BlinkUser, since: datetime, *, exact: bool, unlocks: bool) -> bool:
     """Record this lockout and tell the user, unless it is one they were told about;
     returns whether this call was the one that told them.
 
     The user's row is locked while deciding, so two polls at once (a duplicate task, two
-    workers, a poll that ran over into the next) decide one after the other.
+    workers, a poll that ran over into the next) decide one after the other. ``exact``:
+    whether ``since`` is the lockout's own start; ``unlocks``: whether UNLOCK can help.
     """
     now = timezone.now()
     with transaction.atomic():
         BlinkUser.objects.select_for_update().filter(pk=blink_user.pk).exists()
         told = LockoutNotice.objects.filter(blink_user=blink_user, closed_at=None).first()
-        if told is not None and told.locked_since != since and directory.lockout_start_exact:
+        if told is not None and told.locked_since != since and exact:
             told = None  # it ended and the account locked again between two polls
         if told is None:
             # Told already, then closed: Blink unlocked it before the directory said so.
@@ -176,7 +193,9 @@ def _notify(blink_user: BlinkUser, since: datetime, *, directory: Directory) -> 
         notice = LockoutNotice.objects.create(blink_user=blink_user, locked_since=since)
         BlinkUser.objects.filter(pk=blink_user.pk).update(locked_since=since)
         detail: dict[str, object] = {"locked_since": since.isoformat(), "notice": notice.pk}
-        if window_count(key=NOTICES_KEY.format(blink_user.pk), window=86_400) > NOTICES_PER_DAY:
+        texted = LockoutNotice.objects.filter(blink_user=blink_user, message__isnull=False,
+                                              noticed_at__gte=now - timedelta(days=1)).count()
+        if texted >= NOTICES_PER_DAY:
             # Someone locking the account over and over must not text the user all day.
             audit_record(company=blink_user.client.company, client=blink_user.client,
                          actor=MONITOR, action="lockout.notice", target=blink_user.username,
@@ -188,7 +207,7 @@ def _notify(blink_user: BlinkUser, since: datetime, *, directory: Directory) -> 
             return False
         message = sms_send(company=blink_user.client.company, phone=blink_user.phone,
                            blink_user=blink_user, kind="lockout",
-                           text=lockout_text(blink_user, unlocks=directory.unlocks))
+                           text=lockout_text(blink_user, unlocks=unlocks))
         LockoutNotice.objects.filter(pk=notice.pk).update(message=message)
         audit_record(company=blink_user.client.company, client=blink_user.client,
                      actor=MONITOR, action="lockout.notice", target=blink_user.username,
@@ -228,10 +247,18 @@ def lockouts_poll(*, connection_id: int) -> None:
     told = dict(LockoutNotice.objects.filter(
         blink_user__connection=connection, closed_at=None).values_list("blink_user_id",
                                                                      "locked_since"))
+    # Entra users synced from AD: Blink resets and unlocks them in AD, which does not end
+    # Entra's own lockout, and their UNLOCK does reach a directory that can unlock.
+    synced: set[str] = set()
+    if not directory.unlocks:
+        synced = set(Entry.objects.filter(connection=connection, kind=Entry.Kind.USER,
+                                          on_premises_sync=True)
+                     .values_list("object_id", flat=True))
     ended: list[BlinkUser] = []
     for user in users:
         since = locked.get(user.object_id)
         if (since is not None and not directory.lockout_start_exact
+                and user.object_id not in synced
                 and user.last_reset_at is not None and since < user.last_reset_at):
             # Entra's log still holds the refusals from before Blink's reset: over.
             since = None
@@ -242,7 +269,8 @@ def lockouts_poll(*, connection_id: int) -> None:
                 told[user.pk] == since or not directory.lockout_start_exact):
             continue  # the lockout the user was told about (no query in the steady state)
         else:
-            _notify(user, since, directory=directory)
+            _notify(user, since, exact=directory.lockout_start_exact,
+                    unlocks=directory.unlocks or user.object_id in synced)
     if ended:
         _close(connection, ended)
 
@@ -251,6 +279,7 @@ def _close(connection: Connection, ended: list[BlinkUser]) -> None:
     now = timezone.now()
     ids = [user.pk for user in ended]
     with transaction.atomic():
+        _users_lock(ids)
         LockoutNotice.objects.filter(blink_user_id__in=ids, closed_at=None).update(closed_at=now)
         BlinkUser.objects.filter(pk__in=ids).update(locked_since=None)
         audit_record_many(company=connection.client.company, client=connection.client,

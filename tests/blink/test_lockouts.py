@@ -26,7 +26,7 @@ from clients.models import Client
 from clients.services import client_create
 from directory.demo import POLICY, DemoDirectory
 from directory.entra import LOCKOUT_UNAVAILABLE
-from directory.models import Connection, DemoObject
+from directory.models import Connection, DemoObject, Entry
 from directory.services import connection_save
 from sms.backends import locmem
 from sms.models import Message
@@ -427,6 +427,25 @@ def test_an_entra_lockout_ends_with_blinks_reset_though_the_log_still_holds_it(
     graph_server.data.add_sign_in(entra_user.object_id, at=timezone.now() + timedelta(seconds=2))
     poll(entra, django_capture_on_commit_callbacks)
     assert len(notices_sent(sms_outbox)) == 2
+
+
+def test_an_entra_user_synced_from_ad_may_unlock_and_a_reset_in_ad_ends_nothing(
+    graph_server: FakeGraph, entra: Connection, entra_user: BlinkUser,
+    sms_outbox: list[locmem.SentSms], django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    """Their password lives in AD: UNLOCK goes there, and a reset there does not end
+    Entra's own lockout."""
+    Entry.objects.create(connection=entra, kind=Entry.Kind.USER,
+                         object_id=entra_user.object_id, name="Pat Lee",
+                         on_premises_sync=True)
+    graph_server.data.add_sign_in(entra_user.object_id, at=timezone.now() - timedelta(minutes=3))
+    BlinkUser.objects.filter(pk=entra_user.pk).update(last_reset_at=timezone.now())
+
+    poll(entra, django_capture_on_commit_callbacks)
+
+    assert notices_sent(sms_outbox) == [
+        "Your account pat@globex.example is locked. Reply UNLOCK to unlock it or RESET for a "
+        "new password."]
 
 
 def test_two_entra_polls_that_see_different_starts_tell_once(
