@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 
 from sms.services import SMS_QUEUE, message_deliver, retry_countdown
 
@@ -24,7 +25,13 @@ def message_send(self: Task, message_id: int) -> None:
     """
     retries = int(self.request.retries or 0)
     while True:
-        outcome = message_deliver(message_id=message_id, final_attempt=retries >= MAX_RETRIES)
+        try:
+            outcome = message_deliver(message_id=message_id,
+                                      final_attempt=retries >= MAX_RETRIES)
+        except SoftTimeLimitExceeded:
+            # Out of time mid-send; the message is queued again (message_deliver). A code
+            # lives ten minutes: try again shortly, not at beat's next look.
+            raise self.retry(countdown=retry_countdown(0), queue=SMS_QUEUE) from None
         if outcome != "retry":
             return
         if not self.request.is_eager:

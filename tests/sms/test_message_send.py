@@ -227,6 +227,17 @@ def test_a_send_cut_short_by_the_time_limit_waits_in_the_queue_with_its_text(
     stored = fresh(message)
     assert stored.status == Message.Status.QUEUED and stored.sealed_body
 
+    # In the send task, it is tried again shortly: a code lives only ten minutes.
+    _as_worker(retries=0)
+    try:
+        with mock.patch.object(message_send, "retry", side_effect=Retry()) as retry, \
+                pytest.raises(Retry):
+            message_send.run(message.pk)
+    finally:
+        message_send.pop_request()
+    assert retry.call_args.kwargs["countdown"] <= 20
+    assert fresh(message).status == Message.Status.QUEUED
+
 
 # -- Messages whose task was lost --------------------------------------------------------
 
