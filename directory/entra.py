@@ -292,7 +292,8 @@ class _SignIn:
     with its own msal app each would fetch the tenant's metadata and a new token, two more
     round trips to the identity platform for every reset and every poll."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: EntraSettings) -> None:
+        self.settings = settings
         self.lock = threading.RLock()
         self.session: requests.Session | None = None
         self.app: Any = None
@@ -301,20 +302,33 @@ class _SignIn:
         self.certificate: CertificateCredential | None = None
 
 
-_SIGN_INS: dict[tuple[int, EntraSettings], _SignIn] = {}
+# One per process and app: (pid, tenant, client id, authority, Graph URL).
+_SIGN_INS: dict[tuple[int, str, str, str, str], _SignIn] = {}
 _SIGN_INS_LOCK = threading.Lock()
 
 
 def _sign_in_for(settings: EntraSettings) -> _SignIn:
     # The pid keeps a forked worker from sharing its parent's sockets and tokens.
+    key = (os.getpid(), settings.tenant_id, settings.client_id, settings.authority_host,
+           settings.graph_url)
     with _SIGN_INS_LOCK:
-        return _SIGN_INS.setdefault((os.getpid(), settings), _SignIn())
+        held = _SIGN_INS.get(key)
+        if held is not None and held.settings == settings:
+            return held
+        # New, or the app's settings changed (a rotated secret, a renewed certificate):
+        # the old sign-in goes, rather than lingering with its secret for the process's life.
+        fresh = _SIGN_INS[key] = _SignIn(settings)
+    if held is not None:
+        with held.lock:
+            if held.session is not None:
+                held.session.close()
+    return fresh
 
 
 def sign_ins_close_all() -> None:
     """Close this process's Graph sessions and forget its tokens (worker shutdown, tests)."""
     with _SIGN_INS_LOCK:
-        held = [sign_in for (pid, _), sign_in in _SIGN_INS.items() if pid == os.getpid()]
+        held = [sign_in for key, sign_in in _SIGN_INS.items() if key[0] == os.getpid()]
         _SIGN_INS.clear()
     for sign_in in held:
         with sign_in.lock:
@@ -519,7 +533,8 @@ class EntraDirectory:
         return False
 
     def close(self) -> None:
-        """Close the HTTP session; the next call opens a new one (and signs in again)."""
+        """Close this process's HTTP session for these settings, shared with every adapter
+        built with them; the next call opens a new one (and signs in again)."""
         sign_in = self._sign_in
         with sign_in.lock:
             if sign_in.session is not None:

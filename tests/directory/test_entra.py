@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import socket
 import time
 import uuid
@@ -20,6 +21,7 @@ from django.test import override_settings
 
 from blink.audit import SYSTEM
 from clients.models import Client
+from directory import entra as entra_module
 from directory.backends import directory_for
 from directory.base import Directory, DirectoryError
 from directory.entra import (
@@ -377,6 +379,23 @@ def test_adapters_built_per_task_share_one_sign_in(
 
     assert len(graph_server.token_requests()) == 1
     assert len([r for r in graph_server.requests if "openid-configuration" in r.path]) == 1
+
+
+def test_changed_settings_replace_the_sign_in_they_share(
+    graph_server: FakeGraph, settings: EntraSettings
+) -> None:
+    """A rotated secret or renewed certificate: the old sign-in (and the secret it holds)
+    does not linger for the life of the process."""
+    user = graph_server.data.add_user("jo@globex.example")["id"]
+    EntraDirectory(settings).get_user(user)
+    rotated = replace(settings, timeout=6)
+
+    EntraDirectory(rotated).get_user(user)
+
+    held = [key for key in entra_module._SIGN_INS if key[0] == os.getpid()]
+    assert len(held) == 1
+    assert entra_module._SIGN_INS[held[0]].settings == rotated
+    assert len(graph_server.token_requests()) == 2
 
 
 # ---------------------------------------------------------------------------- sign-in errors
