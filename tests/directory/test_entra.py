@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 import os
 import socket
 import time
@@ -215,7 +216,7 @@ def test_snapshot_pages_large_groups(
         "GET", f"/v1.0/groups/{big['id']}/transitiveMembers")) == 3
 
 
-def test_snapshot_flags_every_role_holder_with_one_role_query(
+def test_snapshot_flags_every_role_holder_without_a_query_per_user(
     graph_server: FakeGraph, entra: EntraDirectory
 ) -> None:
     data = graph_server.data
@@ -232,8 +233,22 @@ def test_snapshot_flags_every_role_holder_with_one_role_query(
 
     # Any Entra role makes an administrator, as Entra's own password reset sees it.
     assert {u.object_id for u in snapshot.users if u.protected} == {direct, via_group, reader}
+    # The role definitions once, then their assignments 15 at a time, whatever the users.
     assert len(graph_server.graph_requests(
-        "GET", "/v1.0/roleManagement/directory/roleAssignments")) == 1
+        "GET", "/v1.0/roleManagement/directory/roleDefinitions")) == 1
+    assert len(graph_server.graph_requests(
+        "GET", "/v1.0/roleManagement/directory/roleAssignments")) == math.ceil(
+        len(graph_server.data.role_definitions) / 15)
+
+
+def test_a_custom_role_protects_its_holder_too(
+    graph_server: FakeGraph, entra: EntraDirectory
+) -> None:
+    holder = graph_server.data.add_user("custom@globex.example")["id"]
+    graph_server.data.assign_role(holder, str(uuid.uuid4()))  # the tenant's own role
+
+    assert {u.object_id for u in entra.snapshot().users if u.protected} == {holder}
+    assert entra.is_protected(holder) is True
 
 
 def test_is_protected_follows_role_assignable_groups(

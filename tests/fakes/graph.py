@@ -57,7 +57,12 @@ PRIVILEGED_ROLE_ADMINISTRATOR = "e8611ab8-c189-46e8-94e1-60213ab1f814"
 USER_ADMINISTRATOR = "fe930be7-5e62-47db-91af-98c3a49a38b1"
 HELPDESK_ADMINISTRATOR = "729827e3-9c14-49f7-bb1b-9608f156bbb8"
 PASSWORD_ADMINISTRATOR = "966707d0-3269-4727-9be2-8c3a10f19b9d"
-DIRECTORY_READERS = "88d8e3e3-8f55-4a1e-953a-9b9898b8876b"  # not privileged
+DIRECTORY_READERS = "88d8e3e3-8f55-4a1e-953a-9b9898b8876b"  # read-only, a role all the same
+# The tenant's built-in role definitions (a real tenant has about 130; a few dozen here, so
+# that asking for their assignments takes more than one query of 15).
+BUILT_IN_ROLES = [GLOBAL_ADMINISTRATOR, PRIVILEGED_ROLE_ADMINISTRATOR, USER_ADMINISTRATOR,
+                  HELPDESK_ADMINISTRATOR, PASSWORD_ADMINISTRATOR, DIRECTORY_READERS,
+                  *(str(uuid.UUID(int=n)) for n in range(1, 30))]
 
 # Application permissions a freshly consented Blink app holds in the stand-in.
 DEFAULT_PERMISSIONS = frozenset({
@@ -284,6 +289,8 @@ class GraphData:
     # id -> {"id", "displayName", "description", "isAssignableToRole", "members": [ids]}
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     role_assignments: list[dict[str, Any]] = field(default_factory=list)
+    # Role definition ids: the built-in ones, and custom ones as roles are assigned.
+    role_definitions: list[str] = field(default_factory=lambda: list(BUILT_IN_ROLES))
     sign_ins: list[dict[str, Any]] = field(default_factory=list)
     # user id -> every passwordProfile Graph accepted for that user (kept in memory only).
     passwords_set: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -359,6 +366,8 @@ class GraphData:
             "directoryScopeId": scope,
         }
         self.role_assignments.append(assignment)
+        if role_template_id not in self.role_definitions:
+            self.role_definitions.append(role_template_id)  # a custom role
         return assignment
 
     def add_sign_in(self, user_id: str, *, error_code: int = 50053,
@@ -886,6 +895,7 @@ class _Handler(BaseHTTPRequestHandler):
             ("GET", r"/groups", self._groups),
             ("GET", rf"/groups/(?P<key>{_GUID})/transitiveMembers", self._group_members),
             ("GET", r"/roleManagement/directory/roleAssignments", self._role_assignments),
+            ("GET", r"/roleManagement/directory/roleDefinitions", self._role_definitions),
             ("GET", r"/auditLogs/signIns", self._sign_ins),
         ]
         for verb, pattern, handler in handlers:
@@ -1094,11 +1104,23 @@ class _Handler(BaseHTTPRequestHandler):
     def _role_assignments(self, match: re.Match[str], query: dict[str, str]
                           ) -> tuple[int, Any, dict[str, str]]:
         self._require(_READ_ROLES)
+        if not query.get("$filter"):
+            # As Graph's reference has long said of the directory provider: a filter on
+            # principalId or roleDefinitionId is required.
+            raise _GraphFault(400, "Request_UnsupportedQuery",
+                              "A filter on principalId or roleDefinitionId is required.")
         field_name, values = _parse_assignment_filter(query.get("$filter", ""))
         with self.fake.lock:
             items = [dict(a) for a in self.fake.data.role_assignments
                      if field_name is None or a[field_name] in values]
         return self._page(items, query, "roleManagement/directory/roleAssignments")
+
+    def _role_definitions(self, match: re.Match[str], query: dict[str, str]
+                          ) -> tuple[int, Any, dict[str, str]]:
+        self._require(_READ_ROLES)
+        with self.fake.lock:
+            items = [{"id": role, "templateId": role} for role in self.fake.data.role_definitions]
+        return self._page(items, query, "roleManagement/directory/roleDefinitions")
 
     def _sign_ins(self, match: re.Match[str], query: dict[str, str]
                   ) -> tuple[int, Any, dict[str, str]]:
