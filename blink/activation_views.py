@@ -8,6 +8,7 @@ from django import forms
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods
 from phonenumber_field.formfields import PhoneNumberField
 from phonenumber_field.phonenumber import PhoneNumber
@@ -160,6 +161,9 @@ def _too_many(request: HttpRequest, company: Company, limited: SendLimited) -> H
     return _page(request, "too_many.html", company, {"minutes": minutes}, status=429)
 
 
+# The code and the PIN stay out of error reports: as posted, and as locals here and below.
+@sensitive_variables()
+@sensitive_post_parameters("code")
 @require_http_methods(["GET", "POST"])
 @never_cache
 def activation_code(request: HttpRequest) -> HttpResponse:
@@ -210,6 +214,8 @@ def _finished(request: HttpRequest, done: activation.Activated) -> HttpResponse:
     return redirect("activation-done")
 
 
+@sensitive_variables()
+@sensitive_post_parameters("pin", "pin_again")
 @require_http_methods(["GET", "POST"])
 @never_cache
 def activation_pin(request: HttpRequest) -> HttpResponse:

@@ -382,7 +382,7 @@ def _sealed(body: str) -> str:
     return secrets_encrypt({"body": body}) if _stored_body(body) != body else ""
 
 
-@sensitive_variables("body")
+@sensitive_variables()  # the text, and every local below that holds it
 def inbound_queue(
     *, company: Company, phone: str, blink_number: str, body: str, provider_id: str,
 ) -> None:
@@ -414,7 +414,7 @@ def inbound_queue(
         raise InboundUnavailable(provider_id) from error
 
 
-@sensitive_variables("body")
+@sensitive_variables()  # the text, and every local below that holds it
 def _keep_waiting(*, company: Company, phone: str, blink_number: str, body: str,
                   provider_id: str) -> bool:
     """Record a text no worker could be told about as queued (sender not yet looked up,

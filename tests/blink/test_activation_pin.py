@@ -9,10 +9,13 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.hashers import check_password
+from django.contrib.sessions.backends.cache import SessionStore
 from django.test import Client as Browser
 from django.utils import timezone
+from django.views.debug import SafeExceptionReporterFilter
 
 from blink.activation import pin_problem
+from blink.activation_views import activation_code, activation_pin
 from blink.models import AuditEvent, BlinkUser
 from clients.models import Client
 from sms.backends import locmem
@@ -151,3 +154,17 @@ def test_pin_rules() -> None:
     assert pin_problem("480216") == ""
     assert pin_problem("0123", phone="+14155550123")
     assert pin_problem("12 34")
+
+
+def test_error_reports_hide_the_code_and_the_pin_as_posted(rf: Any) -> None:
+    """Django's error reports (the DEBUG page, a mailed report) list a request's POST."""
+    coded = rf.post("/activate/code/", {"code": "482913"})
+    pinned = rf.post("/activate/pin/", {"pin": PIN, "pin_again": PIN})
+    for request, view in ((coded, activation_code), (pinned, activation_pin)):
+        request.session = SessionStore()
+        assert view(request).status_code == 404  # no activation under way: the page says so
+
+    reported = SafeExceptionReporterFilter()
+    assert reported.get_post_parameters(coded)["code"] != "482913"
+    cleaned = reported.get_post_parameters(pinned)
+    assert PIN not in (cleaned["pin"], cleaned["pin_again"])
