@@ -24,6 +24,7 @@ from blink.audit import Actor, audit_record
 from blink.celery import PUBLISH_ERRORS
 from blink.forms_console import PHONE_UNAVAILABLE, BlinkUserEditForm, BlinkUserFilterForm
 from blink.invitations import (
+    ClientArchived,
     PhoneUnavailable,
     PinAskRefused,
     blink_user_invite,
@@ -359,12 +360,12 @@ def user_reset(request: ConsoleRequest, blink_user_id: int) -> HttpResponse:
     if request.method != "POST":
         return _confirm(request, blink_user, "reset")
     actor = Actor.from_request(request)
-    if blink_user.client.is_archived():
-        reason = "This client is archived; restore it to send activation emails again."
-        _refused_record(blink_user, actor, "blink_user.reinvite", reason)
-        messages.error(request, reason)
+    try:
+        blink_user_reinvite(blink_user=blink_user, actor=actor)
+    except ClientArchived as refused:
+        _refused_record(blink_user, actor, "blink_user.reinvite", refused.message)
+        messages.error(request, refused.message)
         return redirect(_back(request.POST)["back_url"])
-    blink_user_reinvite(blink_user=blink_user, actor=actor)
     if blink_user.email:
         messages.success(request, f"{blink_user} was reset; a new activation email is on its "
                                   "way.")
@@ -418,9 +419,11 @@ def users_resend(request: ConsoleRequest) -> HttpResponse:
     actor = Actor.from_request(request)
     sent = 0
     for blink_user in chosen:
-        if (blink_user.status in RESENDABLE and blink_user.email
-                and not blink_user.client.is_archived()):
-            blink_user_reinvite(blink_user=blink_user, actor=actor)
+        if blink_user.status in RESENDABLE and blink_user.email:
+            try:
+                blink_user_reinvite(blink_user=blink_user, actor=actor)
+            except ClientArchived:
+                continue
             sent += 1
     left = len(chosen) - sent
     if not chosen:

@@ -40,13 +40,28 @@ class InviteResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _queue_activation_email(blink_user: BlinkUser) -> None:
+def _send_on_commit(pks: list[int]) -> None:
+    """Queue the activation email task of each of these users once the transaction commits."""
     from blink.tasks import activation_email_send
 
-    BlinkUser.objects.filter(pk=blink_user.pk).update(
+    def send_all() -> None:
+        for pk in pks:
+            activation_email_send.delay(pk)
+
+    transaction.on_commit(send_all)
+
+
+def _queue_activation_emails(pks: list[int]) -> None:
+    BlinkUser.objects.filter(pk__in=pks).update(
         activation_email_status=BlinkUser.EmailStatus.QUEUED, activation_email_error=""
     )
-    transaction.on_commit(lambda: activation_email_send.delay(blink_user.pk))
+    _send_on_commit(pks)
+
+
+class ClientArchived(Exception):
+    """The user's client is archived: no activation email goes out."""
+
+    message = "This client is archived; restore it to send activation emails again."
 
 
 @transaction.atomic
@@ -87,22 +102,18 @@ def blink_user_invite(*, client: Client, actor: Actor, object_ids: Iterable[str]
                       targets=[(u.username, {"status": u.status}) for u in created])
     for blink_user in created:
         (result.invited if blink_user.email else result.needs_email).append(blink_user)
-    invited_ids = [u.pk for u in result.invited]
-    if invited_ids:
-        from blink.tasks import activation_email_send
-
-        def send_all() -> None:
-            for pk in invited_ids:
-                activation_email_send.delay(pk)
-
-        transaction.on_commit(send_all)
+    if result.invited:
+        _send_on_commit([u.pk for u in result.invited])  # created queued
     return result
 
 
 @transaction.atomic
 def blink_user_reinvite(*, blink_user: BlinkUser, actor: Actor) -> BlinkUser:
     """Start activation over ("Reset User"): the old link dies, the phone must be verified
-    again, and a new activation email goes out."""
+    again, and a new activation email goes out. ``ClientArchived`` for an archived client's
+    user, before anything changes."""
+    if blink_user.client.is_archived():
+        raise ClientArchived
     blink_user.activation_token_hash = None
     blink_user.activation_expires_at = None
     blink_user.phone = None
@@ -114,7 +125,7 @@ def blink_user_reinvite(*, blink_user: BlinkUser, actor: Actor) -> BlinkUser:
     audit_record(company=blink_user.client.company, actor=actor, client=blink_user.client,
                  action="blink_user.reinvite", target=blink_user.username)
     if blink_user.email:
-        _queue_activation_email(blink_user)
+        _queue_activation_emails([blink_user.pk])
     return blink_user
 
 
@@ -148,7 +159,7 @@ def blink_user_update(
                      action="blink_user.update", target=blink_user.username,
                      detail={"changed": changed})
     if needs_invite:
-        _queue_activation_email(blink_user)
+        _queue_activation_emails([blink_user.pk])
     return blink_user
 
 
@@ -175,7 +186,7 @@ def blink_user_pin_ask(*, blink_user: BlinkUser, actor: Actor) -> None:
                             "ask again.")
     audit_record(company=blink_user.client.company, actor=actor, client=blink_user.client,
                  action="blink_user.pin_ask", target=blink_user.username)
-    _queue_activation_email(blink_user)
+    _queue_activation_emails([blink_user.pk])
 
 
 @transaction.atomic
@@ -190,17 +201,9 @@ def client_pin_ask(*, client: Client, actor: Actor) -> int:
                  .exclude(email="").order_by("pk"))
     if not users:
         return 0
-    BlinkUser.objects.filter(pk__in=[u.pk for u in users]).update(
-        activation_email_status=BlinkUser.EmailStatus.QUEUED, activation_email_error="")
     audit_record_many(company=client.company, actor=actor, client=client,
                       action="blink_user.pin_ask", targets=[(u.username, {}) for u in users])
-    from blink.tasks import activation_email_send
-
-    def send_all() -> None:
-        for blink_user in users:
-            activation_email_send.delay(blink_user.pk)
-
-    transaction.on_commit(send_all)
+    _queue_activation_emails([u.pk for u in users])
     return len(users)
 
 
