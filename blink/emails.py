@@ -29,6 +29,18 @@ def email_render(name: str, context: dict[str, Any]) -> RenderedEmail:
     )
 
 
+def branded_email_render(name: str, *, company: Company, **context: Any) -> RenderedEmail:
+    """One of Blink's emails to a user, in the company's branding (logo, colours) and with
+    its support address; ``context`` is the email's own."""
+    branding, _ = Branding.objects.get_or_create(company=company)
+    return email_render(name, {
+        "company": company, "branding": branding,
+        "logo_url": company.link(branding.logo_url()) if branding.has_logo() else "",
+        "support_email": company.support_email, "hours": settings.BLINK_ACTIVATION_HOURS,
+        **context,
+    })
+
+
 def activation_email_render(
     *, company: Company, branding: Branding, first_name: str, full_name: str, link: str,
     logo_url: str = "",

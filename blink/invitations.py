@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from blink.audit import Actor, audit_record, audit_record_many
-from blink.emails import activation_email_render, email_render
+from blink.emails import activation_email_render, branded_email_render
 from blink.models import BlinkUser
 from clients.models import Branding, Client
 from directory.models import Entry
@@ -245,16 +245,14 @@ def activation_email_send(*, blink_user_id: int) -> None:
         activation_token_hash=activation_token_hash(token),
         activation_expires_at=now + timedelta(hours=settings.BLINK_ACTIVATION_HOURS),
     )
-    branding, _ = Branding.objects.get_or_create(company=company)
-    logo = company.link(branding.logo_url()) if branding.has_logo() else ""
     link = company.link(f"/activate/{token}/")
     if blink_user.is_active():  # "Ask for a PIN"
-        rendered = email_render("pin_setup", {
-            "company": company, "branding": branding, "logo_url": logo, "link": link,
-            "first_name": blink_user.first_name(), "masked_phone": blink_user.masked_phone(),
-            "hours": settings.BLINK_ACTIVATION_HOURS, "support_email": company.support_email,
-        })
+        rendered = branded_email_render(
+            "pin_setup", company=company, link=link, first_name=blink_user.first_name(),
+            masked_phone=blink_user.masked_phone())
     else:
+        branding, _ = Branding.objects.get_or_create(company=company)
+        logo = company.link(branding.logo_url()) if branding.has_logo() else ""
         rendered = activation_email_render(
             company=company, branding=branding, first_name=blink_user.first_name(),
             full_name=str(blink_user), link=link, logo_url=logo,

@@ -39,9 +39,8 @@ from django.utils import timezone
 
 from blink.audit import Actor, audit_record
 from blink.celery import PUBLISH_ERRORS, runs_here
-from blink.emails import email_render
+from blink.emails import branded_email_render
 from blink.models import AuditEvent, BlinkUser, ResetRequest
-from clients.models import Branding
 from directory.backends import directory_for
 from directory.base import DirectoryError
 from directory.encryption import SecretsUnreadable, secrets_decrypt, secrets_encrypt
@@ -335,14 +334,10 @@ def _confirmation(request: ResetRequest, *, when: str) -> EmailMultiAlternatives
     email."""
     blink_user = request.blink_user
     company = blink_user.client.company
-    branding, _ = Branding.objects.get_or_create(company=company)
-    rendered = email_render("reset_done", {
-        "company": company, "branding": branding,
-        "logo_url": company.link(branding.logo_url()) if branding.has_logo() else "",
-        "reset": request.kind == ResetRequest.Kind.RESET, "first_name": blink_user.first_name(),
-        "username": blink_user.username, "when": when, "asked_by": _asked_by(request),
-        "support_email": company.support_email,
-    })
+    rendered = branded_email_render(
+        "reset_done", company=company, reset=request.kind == ResetRequest.Kind.RESET,
+        first_name=blink_user.first_name(), username=blink_user.username, when=when,
+        asked_by=_asked_by(request))
     email = EmailMultiAlternatives(
         rendered.subject, rendered.text, to=[blink_user.email],
         reply_to=[company.support_email] if company.support_email else None)
