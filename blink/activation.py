@@ -210,8 +210,7 @@ def activation_code_submit(*, blink_user: BlinkUser, code: str,
             "That code is wrong or has expired. Check the latest text from Blink, or "
             "send a new code."
         )
-    if blink_user.client.sms_reset_needs_pin or blink_user.is_active():
-        # (An Active user is here only to choose a PIN.)
+    if blink_user.client.sms_reset_needs_pin:
         _audit(blink_user, ip, "activation.code", AuditEvent.Result.OK,
                next="choose a PIN")
         return CodeVerified(code_id=checked.pk)

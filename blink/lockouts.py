@@ -175,7 +175,7 @@ def _notify(blink_user: BlinkUser, since: datetime, *, exact: bool, unlocks: boo
     """
     now = timezone.now()
     with transaction.atomic():
-        BlinkUser.objects.select_for_update().filter(pk=blink_user.pk).exists()
+        _users_lock([blink_user.pk])
         told = LockoutNotice.objects.filter(blink_user=blink_user, closed_at=None).first()
         if told is not None and told.locked_since != since and exact:
             told = None  # it ended and the account locked again between two polls

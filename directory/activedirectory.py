@@ -926,6 +926,7 @@ class ActiveDirectory:
             entry = found[0]
 
     def _user(self, object_id: str, entry: dict[str, Any], *, protected: bool) -> DirectoryUser:
+        flags = _integer(entry, "userAccountControl")
         return DirectoryUser(
             object_id=object_id,
             username=_text(entry, "sAMAccountName"),
@@ -935,10 +936,9 @@ class ActiveDirectory:
             surname=_text(entry, "sn"),
             email=_text(entry, "mail"),
             mobile=_text(entry, "mobile"),
-            enabled=not _integer(entry, "userAccountControl") & UF_ACCOUNTDISABLE,
+            enabled=not flags & UF_ACCOUNTDISABLE,
             protected=protected,
-            password_never_expires=bool(_integer(entry, "userAccountControl")
-                                        & UF_DONT_EXPIRE_PASSWD),
+            password_never_expires=bool(flags & UF_DONT_EXPIRE_PASSWD),
             dn=entry["dn"],
             parent_dn=_parent_dn(entry["dn"]),
         )

@@ -117,8 +117,8 @@ class SmsBackend:
                 http_client = BlinkHttpClient(
                     timeout=settings.TWILIO_TIMEOUT,
                     api_base=settings.TWILIO_API_BASE,
-                    ca_bundle=getattr(settings, "TWILIO_CA_BUNDLE", ""),
-                    proxy=getattr(settings, "BLINK_HTTPS_PROXY", ""),
+                    ca_bundle=settings.TWILIO_CA_BUNDLE,
+                    proxy=settings.BLINK_HTTPS_PROXY,
                 )
                 self._client = Client(
                     settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN,
