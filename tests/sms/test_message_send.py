@@ -3,7 +3,8 @@ back off, and nothing left behind when a message is done."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, ClassVar
 from unittest import mock
@@ -72,10 +73,25 @@ def _queued(company: Company) -> Message:
                     kind="test")
 
 
-def _as_worker(*, retries: int) -> None:
-    """Run the task body as a worker would on its ``retries``-th retry (not eagerly)."""
+@contextmanager
+def _as_worker(*, retries: int) -> Iterator[None]:
+    """Run the task body inside as a worker would on its ``retries``-th retry (not eagerly)."""
     request: Any = {"retries": retries, "is_eager": False}
     message_send.push_request(**request)
+    try:
+        yield
+    finally:
+        message_send.pop_request()
+
+
+def _retried(message: Message, *, retries: int) -> dict[str, Any]:
+    """Run the task body as a worker on its ``retries``-th retry, which must schedule
+    another; returns what it asked ``retry`` for."""
+    with _as_worker(retries=retries), \
+            mock.patch.object(message_send, "retry", side_effect=Retry()) as retry, \
+            pytest.raises(Retry):
+        message_send.run(message.pk)
+    return dict(retry.call_args.kwargs)
 
 
 def test_two_runs_of_the_task_make_one_provider_call(
@@ -154,17 +170,10 @@ def test_in_a_worker_a_temporary_failure_is_queued_again_with_backoff(
     settings.SMS_BACKEND = "tests.sms.test_message_send.FlakyBackend"
     message = _queued(company)
 
-    _as_worker(retries=2)
-    try:
-        with mock.patch.object(message_send, "retry", side_effect=Retry()) as retry, \
-                pytest.raises(Retry):
-            message_send.run(message.pk)
-    finally:
-        message_send.pop_request()
+    asked = _retried(message, retries=2)
 
-    countdown = retry.call_args.kwargs["countdown"]
-    assert 40 <= countdown <= 50
-    assert retry.call_args.kwargs["queue"] == "sms"
+    assert 40 <= asked["countdown"] <= 50
+    assert asked["queue"] == "sms"
     stored = fresh(message)
     assert stored.status == Message.Status.QUEUED
     assert stored.sealed_body != ""
@@ -178,12 +187,8 @@ def test_in_a_worker_the_last_retry_fails_the_message(
     settings.SMS_BACKEND = "tests.sms.test_message_send.FlakyBackend"
     message = _queued(company)
 
-    _as_worker(retries=MAX_RETRIES)
-    try:
-        with mock.patch.object(message_send, "retry") as retry:
-            message_send.run(message.pk)
-    finally:
-        message_send.pop_request()
+    with _as_worker(retries=MAX_RETRIES), mock.patch.object(message_send, "retry") as retry:
+        message_send.run(message.pk)
 
     retry.assert_not_called()
     stored = fresh(message)
@@ -228,14 +233,7 @@ def test_a_send_cut_short_by_the_time_limit_waits_in_the_queue_with_its_text(
     assert stored.status == Message.Status.QUEUED and stored.sealed_body
 
     # In the send task, it is tried again shortly: a code lives only ten minutes.
-    _as_worker(retries=0)
-    try:
-        with mock.patch.object(message_send, "retry", side_effect=Retry()) as retry, \
-                pytest.raises(Retry):
-            message_send.run(message.pk)
-    finally:
-        message_send.pop_request()
-    assert retry.call_args.kwargs["countdown"] <= 20
+    assert _retried(message, retries=0)["countdown"] <= 20
     assert fresh(message).status == Message.Status.QUEUED
 
 
