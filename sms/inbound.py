@@ -31,7 +31,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from blink.activation import pin_shaped
-from blink.audit import Actor, audit_record
+from blink.audit import audit_record
 from blink.celery import PUBLISH_ERRORS
 from blink.models import AuditEvent, BlinkUser, ResetRequest, phone_mask
 from blink.resets import ResetRefused, reset_request_create
@@ -42,7 +42,14 @@ from directory.models import Entry
 from sms.codes import wrong_try_counted
 from sms.limits import SendLimited, sms_send_allow, window_count
 from sms.models import Message, OptOut, VerificationCode
-from sms.services import REDACTED, SMS_QUEUE, phone_opt_in, phone_opt_out, sms_send
+from sms.services import (
+    REDACTED,
+    SMS_QUEUE,
+    phone_opt_in,
+    phone_opt_out,
+    sms_actor,
+    sms_send,
+)
 
 log = logging.getLogger(__name__)
 
@@ -192,15 +199,10 @@ def neutral_reply(company: Company) -> str:
             "text in a moment.")
 
 
-def _sms_actor(blink_user: BlinkUser) -> Actor:
-    # "From where" for a text is the phone, shown masked like everywhere else.
-    return Actor(label=f"{blink_user.username} (SMS from {blink_user.masked_phone()})")
-
-
 def _refuse(blink_user: BlinkUser, action: str, reason: str, **detail: str) -> AuditEvent:
     log.info("%s by SMS for blink user %s refused: %s", action, blink_user.pk, reason)
     return audit_record(company=blink_user.client.company, client=blink_user.client,
-                        actor=_sms_actor(blink_user), action=action,
+                        actor=sms_actor(blink_user), action=action,
                         target=blink_user.username, result=AuditEvent.Result.REFUSED,
                         detail={"channel": "sms", "reason": reason, **detail})
 
@@ -308,7 +310,7 @@ def self_service_request(*, blink_user: BlinkUser, kind: str, pin: str, phone: s
     except SendLimited as limited:
         return _limited(blink_user, kind, limited)
     try:
-        request = reset_request_create(blink_user=blink_user, actor=_sms_actor(blink_user),
+        request = reset_request_create(blink_user=blink_user, actor=sms_actor(blink_user),
                                        channel=ResetRequest.Channel.SMS, kind=kind,
                                        opted_out=opted_out)
     except (ResetRefused, DirectoryError) as refused:

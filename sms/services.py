@@ -380,13 +380,18 @@ def phone_opt_in(*, phone: str, company: Company, blink_user: BlinkUser | None) 
                    how="texted START")
 
 
+def sms_actor(blink_user: BlinkUser) -> Actor:
+    """A Blink user acting by a text: "from where" is the phone, masked as everywhere."""
+    return Actor(label=f"{blink_user.username} (SMS from {blink_user.masked_phone()})")
+
+
 def _opt_audit(action: str, *, phone: str, company: Company, blink_user: BlinkUser | None,
                how: str, actor: Actor | None = None) -> None:
     """``actor``: who did it when not the phone's owner texting."""
     masked = phone_mask(phone)
-    who = f"{blink_user.username} (SMS from {masked})" if blink_user else f"SMS from {masked}"
+    texter = sms_actor(blink_user) if blink_user else Actor(label=f"SMS from {masked}")
     audit_record(company=company, client=blink_user.client if blink_user else None,
-                 actor=actor or Actor(label=who), action=action,
+                 actor=actor or texter, action=action,
                  target=blink_user.username if blink_user else masked,
                  detail={"how": how, "phone": masked})
 
