@@ -14,6 +14,8 @@ Graph application permissions the app needs (with admin consent):
 
 - Directory.Read.All: users, groups, transitive members, role assignments (snapshot,
   get_user, is_protected);
+- RoleManagement.Read.Directory: PIM role eligibilities (snapshot, is_protected); a tenant
+  without Entra ID P2 has no PIM, and Graph says so;
 - User-PasswordProfile.ReadWrite.All (or User.ReadWrite.All): reset_password, which also
   needs the Entra role User Administrator assigned to the app itself (Graph's rule for
   app-only password changes);
@@ -55,7 +57,8 @@ logger = logging.getLogger(__name__)
 # Blink refuses to reset anyone who holds an Entra role, built-in or custom, directly or
 # through a role-assignable group: Entra itself treats every role holder as an administrator
 # for password reset (the admin SSPR policy), and a fixed list of "privileged" roles goes out
-# of date as Microsoft adds roles.
+# of date as Microsoft adds roles. Someone only eligible for a role in PIM counts too: they
+# can activate it whenever they like, so a password for them is a password for an admin.
 
 USER_FIELDS = (
     "id", "userPrincipalName", "displayName", "givenName", "surname", "mail", "mobilePhone",
@@ -75,6 +78,10 @@ FILTER_IN_LIMIT = 15
 
 READ_PERMISSION = "Directory.Read.All"
 ROLES_PERMISSION = "RoleManagement.Read.Directory (or Directory.Read.All)"
+ELIGIBILITY_PERMISSION = "RoleManagement.Read.Directory"
+# Graph's answer to the PIM endpoints in a tenant without Entra ID P2 (or ID Governance):
+# there is no PIM there, so nobody is eligible for anything.
+NO_PIM_LICENCE = "AadPremiumLicenseRequired"
 RESET_PERMISSION = "User-PasswordProfile.ReadWrite.All (or User.ReadWrite.All)"
 # Graph changes passwords for an app only when the app also holds an Entra role.
 RESET_ROLE = ("Changing passwords also needs the Entra role User Administrator assigned to "
@@ -373,8 +380,9 @@ class EntraDirectory:
     def snapshot(self) -> Snapshot:
         """Every user and group (members resolved through nesting); Entra has no OUs.
 
-        Calls: the user pages, the group pages, one paged transitiveMembers query per group and
-        the tenant's role definitions and their assignments; never one call per user.
+        Calls: the user pages, the group pages, one paged transitiveMembers query per group,
+        the tenant's role definitions and their assignments, and its PIM eligibilities; never
+        one call per user.
         """
         top = self._page_size()
         raw_users = list(self._pages(
@@ -388,7 +396,7 @@ class EntraDirectory:
             members[group["id"]] = self._user_members(group["id"])
         user_ids = {u["id"] for u in raw_users}
         protected: set[str] = set()
-        for principal in self._privileged_principals():
+        for principal in self._privileged_principals() | self._eligible_principals():
             if principal in user_ids:
                 protected.add(principal)
             elif principal in members:
@@ -437,8 +445,9 @@ class EntraDirectory:
         # Checked first, so a synced admin is never handed on to the on-premises AD path.
         if self.is_protected(object_id):
             raise DirectoryError(
-                f"{user.get('userPrincipalName') or object_id} holds an Entra ID role, so is an "
-                "administrator; Blink does not reset passwords of administrators.",
+                f"{user.get('userPrincipalName') or object_id} holds an Entra ID role, or is "
+                "eligible for one in PIM, so is an administrator; Blink does not reset "
+                "passwords of administrators.",
                 permanent=True, code="protected")
         if user.get("onPremisesSyncEnabled"):
             raise DirectoryError(
@@ -504,10 +513,12 @@ class EntraDirectory:
         return locked
 
     def is_protected(self, object_id: str) -> bool:
-        """Whether the user holds an Entra role, directly or through a role-assignable group.
+        """Whether the user holds an Entra role, or is eligible for one in PIM, directly or
+        through a role-assignable group.
 
-        Two calls in the common case: the user's groups (transitive) and the active role
-        assignments of the user and its role-assignable groups (15 principals per query).
+        Three calls in the common case: the user's groups (transitive), the active role
+        assignments of the user and its role-assignable groups (15 principals per query), and
+        the PIM eligibilities of each of them (Graph filters those one principal at a time).
         """
         self._check_id(object_id)
         try:
@@ -530,7 +541,7 @@ class EntraDirectory:
             ):
                 if assignment.get("roleDefinitionId"):
                     return True
-        return False
+        return bool(self._eligible_principals(principals))
 
     def close(self) -> None:
         """Close this process's HTTP session for these settings, shared with every adapter
@@ -593,6 +604,29 @@ class EntraDirectory:
                 if assignment.get("principalId"):
                     principals.add(assignment["principalId"])
         return principals
+
+    def _eligible_principals(self, among: list[str] | None = None) -> set[str]:
+        """Ids of users and groups eligible for an Entra role in PIM: of ``among``, or of
+        the whole tenant. Empty in a tenant without the licence PIM needs. A permission
+        that is missing raises, so nobody is reset while Blink cannot tell."""
+        filters: list[str | None] = [None] if among is None else [
+            f"principalId eq '{principal}'" for principal in among]
+        eligible: set[str] = set()
+        try:
+            for expression in filters:
+                for schedule in self._pages(
+                    self._url("roleManagement/directory/roleEligibilitySchedules"),
+                    params={"$filter": expression} if expression else None,
+                    permission=ELIGIBILITY_PERMISSION, raise_failures=True,
+                ):
+                    if schedule.get("principalId"):
+                        eligible.add(schedule["principalId"])
+        except _GraphFailure as failure:
+            if failure.code == NO_PIM_LICENCE:
+                return set()
+            raise self._explain(failure, ELIGIBILITY_PERMISSION,
+                                "read who is eligible for Entra roles (PIM)") from None
+        return eligible
 
     @staticmethod
     def _user(raw: dict[str, Any], *, protected: bool) -> DirectoryUser:

@@ -157,9 +157,10 @@ class EntraForm(ConnectionFormBase):
     client_id = forms.CharField(
         max_length=36, label="Application (client) ID",
         help_text="The app registration Blink uses. It needs the Graph application "
-        "permissions Directory.Read.All, User-PasswordProfile.ReadWrite.All and, for lockout "
-        "monitoring, AuditLog.Read.All (with an Entra ID P1 or P2 licence); and, to change "
-        "passwords, the Entra role User Administrator assigned to the app.",
+        "permissions Directory.Read.All, RoleManagement.Read.Directory (to tell who is "
+        "eligible for an admin role in PIM), User-PasswordProfile.ReadWrite.All and, for "
+        "lockout monitoring, AuditLog.Read.All (with an Entra ID P1 or P2 licence); and, to "
+        "change passwords, the Entra role User Administrator assigned to the app.",
     )
     client_secret = forms.CharField(
         required=False, max_length=512, label="Client secret", strip=False,

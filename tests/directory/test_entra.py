@@ -271,6 +271,62 @@ def test_is_protected_follows_role_assignable_groups(
     assert entra.get_user(via_group).protected is True
 
 
+def test_pim_eligible_users_are_protected_like_role_holders(
+    graph_server: FakeGraph, entra: EntraDirectory
+) -> None:
+    """Someone only eligible for a role can activate it whenever they like: a password
+    texted for them would be a password for an administrator."""
+    data = graph_server.data
+    eligible = data.add_user("standby-ga@globex.example")["id"]
+    via_group = data.add_user("standby-ua@globex.example")["id"]
+    plain = data.add_user("plain@globex.example")["id"]
+    standby = data.add_group("Standby admins", [via_group], role_assignable=True)
+    data.make_eligible(eligible, GLOBAL_ADMINISTRATOR)
+    data.make_eligible(standby["id"], USER_ADMINISTRATOR)
+
+    assert {u.object_id for u in entra.snapshot().users if u.protected} == {eligible, via_group}
+    assert entra.is_protected(eligible) is True
+    assert entra.is_protected(via_group) is True
+    assert entra.is_protected(plain) is False
+    for admin in (eligible, via_group):
+        error = error_of(entra.reset_password, admin, NEW_PASSWORD)
+        assert (error.code, error.permanent) == ("protected", True)
+    assert graph_server.graph_requests("PATCH") == []
+    entra.reset_password(plain, NEW_PASSWORD)
+    assert len(graph_server.graph_requests("PATCH")) == 1
+
+
+def test_a_tenant_without_pim_has_nobody_eligible(
+    graph_server: FakeGraph, entra: EntraDirectory
+) -> None:
+    """Without Entra ID P2 Graph refuses the PIM endpoints: there is no PIM, so that is
+    not a reason to stop syncing or resetting."""
+    graph_server.knobs.pim = False
+    user = graph_server.data.add_user("jo@globex.example")["id"]
+
+    assert [u.protected for u in entra.snapshot().users] == [False]
+    entra.reset_password(user, NEW_PASSWORD)
+
+    assert len(graph_server.graph_requests("PATCH")) == 1
+    assert graph_server.graph_requests(
+        "GET", "/v1.0/roleManagement/directory/roleEligibilitySchedules")
+
+
+def test_nobody_is_reset_while_blink_cannot_read_pim_eligibilities(
+    graph_server: FakeGraph, entra: EntraDirectory
+) -> None:
+    """Directory.Read.All reads role assignments but not PIM eligibilities: Blink says which
+    permission is missing rather than reset someone who may be an administrator."""
+    user = graph_server.data.add_user("jo@globex.example")["id"]
+    graph_server.knobs.permissions.discard("RoleManagement.Read.Directory")
+
+    for error in (error_of(entra.reset_password, user, NEW_PASSWORD), error_of(entra.snapshot)):
+        assert (error.code, error.permanent) == ("insufficient_rights", True)
+        assert "RoleManagement.Read.Directory" in error.message
+        assert "PIM" in error.message
+    assert graph_server.graph_requests("PATCH") == []
+
+
 def test_get_user_of_an_unknown_id_is_not_found(
     graph_server: FakeGraph, entra: EntraDirectory
 ) -> None:

@@ -13,12 +13,15 @@ in the published shapes:
   absolute ``@odata.nextLink`` URLs with a ``$skiptoken``), ``users/{id}`` (GET, PATCH with
   ``passwordProfile``), ``users/{id}/transitiveMemberOf[/microsoft.graph.group]``, ``groups``,
   ``groups/{id}/transitiveMembers``, ``roleManagement/directory/roleAssignments`` (``$filter`` on
-  principalId / roleDefinitionId with ``eq`` or ``in``), ``auditLogs/signIns`` (``$filter`` on
-  createdDateTime and status/errorCode).
+  principalId / roleDefinitionId with ``eq`` or ``in``),
+  ``roleManagement/directory/roleEligibilitySchedules`` (PIM; ``$filter`` on principalId or
+  roleDefinitionId with ``eq``; 400 AadPremiumLicenseRequired without Entra ID P2),
+  ``auditLogs/signIns`` (``$filter`` on createdDateTime and status/errorCode).
 
 Knobs (``FakeGraph.knobs``) throttle the next N Graph requests (429/503 with Retry-After),
 revoke issued tokens, withdraw application permissions (403 Authorization_RequestDenied),
-remove the P1/P2 licence (403 on sign-in logs) and reject passwords. Every request is recorded
+remove the P1/P2 licence (403 on sign-in logs) or the P2 licence PIM needs, and reject
+passwords. Every request is recorded
 without its Authorization value, client secret, client assertion or password; each accepted
 client assertion is described in ``assertions``.
 """
@@ -79,6 +82,10 @@ DEFAULT_PERMISSIONS = frozenset({
 _READ_USERS = ("User.Read.All", "User.ReadWrite.All", "Directory.Read.All")
 _READ_GROUPS = ("GroupMember.Read.All", "Group.Read.All", "Directory.Read.All")
 _READ_ROLES = ("RoleManagement.Read.Directory", "RoleManagement.Read.All", "Directory.Read.All")
+# PIM eligibilities: Directory.Read.All is not enough.
+_READ_ELIGIBILITIES = ("RoleEligibilitySchedule.Read.Directory",
+                       "RoleEligibilitySchedule.ReadWrite.Directory", "RoleManagement.Read.All",
+                       "RoleManagement.Read.Directory", "RoleManagement.ReadWrite.Directory")
 _READ_ORG = ("Organization.Read.All", "User.Read.All", "Directory.Read.All")
 _READ_SIGNINS = ("AuditLog.Read.All",)
 _WRITE_PASSWORD = ("User-PasswordProfile.ReadWrite.All", "User.ReadWrite.All",
@@ -268,6 +275,9 @@ class Knobs:
     app_roles: set[str] = field(default_factory=lambda: {"User Administrator"})
     # The tenant holds an Entra ID P1/P2 licence (sign-in logs need one).
     premium: bool = True
+    # The tenant holds Entra ID P2 (or Governance), which PIM needs: without it Graph answers
+    # 400 AadPremiumLicenseRequired to the role eligibility endpoints.
+    pim: bool = True
     # Reject every new password as a policy violation, whatever it is.
     reject_passwords: bool = False
     token_lifetime: int = 3599
@@ -289,6 +299,8 @@ class GraphData:
     # id -> {"id", "displayName", "description", "isAssignableToRole", "members": [ids]}
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     role_assignments: list[dict[str, Any]] = field(default_factory=list)
+    # PIM: principals eligible to activate a role (unifiedRoleEligibilitySchedule).
+    role_eligibilities: list[dict[str, Any]] = field(default_factory=list)
     # Role definition ids: the built-in ones, and custom ones as roles are assigned.
     role_definitions: list[str] = field(default_factory=lambda: list(BUILT_IN_ROLES))
     sign_ins: list[dict[str, Any]] = field(default_factory=list)
@@ -369,6 +381,28 @@ class GraphData:
         if role_template_id not in self.role_definitions:
             self.role_definitions.append(role_template_id)  # a custom role
         return assignment
+
+    def make_eligible(self, principal_id: str, role_template_id: str) -> dict[str, Any]:
+        """A PIM eligibility for a built-in role, with no end: the principal may activate
+        the role whenever it likes."""
+        schedule = {
+            "id": secrets.token_urlsafe(24),
+            "principalId": principal_id,
+            "roleDefinitionId": role_template_id,
+            "directoryScopeId": "/",
+            "appScopeId": None,
+            "memberType": "Direct",
+            "status": "Provisioned",
+            "createdUsing": secrets.token_urlsafe(24),
+            "createdDateTime": _iso(dt.datetime.now(dt.UTC)),
+            "modifiedDateTime": None,
+            "scheduleInfo": {"startDateTime": _iso(dt.datetime.now(dt.UTC)),
+                             "recurrence": None,
+                             "expiration": {"type": "noExpiration", "endDateTime": None,
+                                            "duration": None}},
+        }
+        self.role_eligibilities.append(schedule)
+        return schedule
 
     def add_sign_in(self, user_id: str, *, error_code: int = 50053,
                     at: dt.datetime | None = None) -> dict[str, Any]:
@@ -896,6 +930,8 @@ class _Handler(BaseHTTPRequestHandler):
             ("GET", rf"/groups/(?P<key>{_GUID})/transitiveMembers", self._group_members),
             ("GET", r"/roleManagement/directory/roleAssignments", self._role_assignments),
             ("GET", r"/roleManagement/directory/roleDefinitions", self._role_definitions),
+            ("GET", r"/roleManagement/directory/roleEligibilitySchedules",
+             self._role_eligibility_schedules),
             ("GET", r"/auditLogs/signIns", self._sign_ins),
         ]
         for verb, pattern, handler in handlers:
@@ -1114,6 +1150,22 @@ class _Handler(BaseHTTPRequestHandler):
             items = [dict(a) for a in self.fake.data.role_assignments
                      if field_name is None or a[field_name] in values]
         return self._page(items, query, "roleManagement/directory/roleAssignments")
+
+    def _role_eligibility_schedules(self, match: re.Match[str], query: dict[str, str]
+                                    ) -> tuple[int, Any, dict[str, str]]:
+        self._require(_READ_ELIGIBILITIES)
+        if not self.fake.knobs.pim:
+            raise _GraphFault(400, "AadPremiumLicenseRequired",
+                              "The tenant needs to have Microsoft Entra ID P2 or Microsoft "
+                              "Entra ID Governance license.")
+        expression = query.get("$filter", "")
+        if re.search(r"\sin\s*\(", expression):
+            raise _unsupported(expression)  # the reference lists eq only
+        field_name, values = _parse_assignment_filter(expression)
+        with self.fake.lock:
+            items = [dict(e) for e in self.fake.data.role_eligibilities
+                     if field_name is None or e[field_name] in values]
+        return self._page(items, query, "roleManagement/directory/roleEligibilitySchedules")
 
     def _role_definitions(self, match: re.Match[str], query: dict[str, str]
                           ) -> tuple[int, Any, dict[str, str]]:
