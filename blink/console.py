@@ -22,9 +22,15 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from blink import selectors, tree
 from blink.audit import Actor, audit_record
 from blink.celery import PUBLISH_ERRORS
-from blink.forms_console import PHONE_UNAVAILABLE, BlinkUserEditForm, BlinkUserFilterForm
+from blink.forms_console import (
+    PHONE_NEEDS_PROOF,
+    PHONE_UNAVAILABLE,
+    BlinkUserEditForm,
+    BlinkUserFilterForm,
+)
 from blink.invitations import (
     ClientArchived,
+    PhoneNeedsProof,
     PhoneUnavailable,
     PinAskRefused,
     blink_user_invite,
@@ -289,19 +295,23 @@ def _blink_user(request: ConsoleRequest, blink_user_id: int) -> BlinkUser:
 
 @console_view(write=True)
 def user_edit(request: ConsoleRequest, blink_user_id: int) -> HttpResponse:
-    """Change a Blink user's email and, optionally, phone."""
+    """Change a Blink user's email and, until they are Active, phone."""
     blink_user = _blink_user(request, blink_user_id)
     company = request.membership.company
     data = request.POST if request.method == "POST" else request.GET
     form = BlinkUserEditForm(request.POST or None, company=company,
+                             phone=blink_user.status != BlinkUser.Status.ACTIVE,
                              initial={"email": blink_user.email})
     if request.method == "POST" and form.is_valid():
         try:
             blink_user_update(blink_user=blink_user, actor=Actor.from_request(request),
                               email=form.cleaned_data["email"],
-                              phone=form.cleaned_data["phone"])
+                              phone=form.cleaned_data.get("phone"))
         except PhoneUnavailable:
             form.add_error("phone", PHONE_UNAVAILABLE)
+            blink_user.refresh_from_db()
+        except PhoneNeedsProof:  # they finished activation a moment ago
+            form.add_error(None, PHONE_NEEDS_PROOF)
             blink_user.refresh_from_db()
         else:
             messages.success(request, f"{blink_user} saved.")

@@ -19,16 +19,26 @@ PHONE_UNAVAILABLE = (
     "This number can't be used for this user. Check it, or leave the phone empty: the user "
     "chooses their number when they activate Blink."
 )
+PHONE_NEEDS_PROOF = (
+    "This user is Active: Blink texts their passwords to the number they confirmed with a "
+    "code, so the console cannot change it. If their number changed, use Reset User: they "
+    "confirm the new one with a code texted to it."
+)
 
 
 class BlinkUserEditForm(OneValueForm):
+    """Email, and the phone of a user not yet Active (see ``blink_user_update``)."""
+
     email = forms.EmailField(
         max_length=254, label="Email",
         help_text="Blink sends the activation link here.",
     )
 
-    def __init__(self, *args: Any, company: Company, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, company: Company, phone: bool = True,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if not phone:
+            return
         # Numbers typed without +country code are read as the company's default country.
         self.fields["phone"] = PhoneNumberField(
             region=company.default_country or None, required=False, max_length=32,

@@ -133,12 +133,28 @@ class PhoneUnavailable(Exception):
     """The number is already a Blink user's (or otherwise cannot be used)."""
 
 
+class PhoneNeedsProof(Exception):
+    """An Active user's number changes only when its owner proves they hold the new one
+    (Reset User, then activation's texted code), never because an admin typed it."""
+
+
 @transaction.atomic
 def blink_user_update(
     *, blink_user: BlinkUser, actor: Actor, email: str, phone: str | None
 ) -> BlinkUser:
-    """Change a Blink user's email and, optionally, phone. A user who needed an email is
-    invited as soon as they have one."""
+    """Change a Blink user's email and, optionally, the phone of a user not yet Active
+    (a placeholder: activation asks for the number and checks it with a code). A user who
+    needed an email is invited as soon as they have one.
+
+    ``PhoneNeedsProof`` for a new number on an Active user, before anything changes: their
+    passwords go to that phone, so only a number its owner confirmed will do.
+    """
+    # Locked and read afresh: the user may be finishing activation at this very moment.
+    blink_user = (BlinkUser.objects.select_for_update(of=("self",))
+                  .select_related("client__company").get(pk=blink_user.pk))
+    if (phone is not None and blink_user.status == BlinkUser.Status.ACTIVE
+            and phone != str(blink_user.phone or "")):
+        raise PhoneNeedsProof
     before = {"email": blink_user.email, "phone": blink_user.masked_phone()}
     blink_user.email = email
     if phone is not None:

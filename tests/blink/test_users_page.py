@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from blink.audit import SYSTEM
 from blink.forms_console import PHONE_UNAVAILABLE
+from blink.invitations import PhoneNeedsProof, blink_user_update
 from blink.models import AuditEvent, BlinkUser
 from clients.models import Client
 from clients.services import client_create
@@ -269,6 +270,46 @@ def test_edit_saves_the_email_and_a_phone_read_in_the_company_country(
     browser.post(f"/users/{bob.pk}/edit", {"email": "bob@new.example", "phone": ""})
     bob.refresh_from_db()
     assert str(bob.phone) == "+447400123456"
+
+
+def test_an_active_users_phone_is_not_changed_from_the_console(login, owner, alice):
+    """Passwords go to an Active user's phone, so only a number they confirmed with a code
+    will do: the console offers no phone field, ignores a posted one, and points to Reset
+    User."""
+    browser = login(owner)
+    page = browser.get(f"/users/{alice.pk}/edit").content.decode()
+    assert 'name="phone"' not in page
+    assert "•••• 0123" in page
+    assert f'href="/users/{alice.pk}/reset"' in page
+
+    response = browser.post(f"/users/{alice.pk}/edit",
+                            {"email": "alice@new.example", "phone": "+12015550177"})
+
+    assert response.status_code == 302
+    alice.refresh_from_db()
+    assert (alice.email, str(alice.phone)) == ("alice@new.example", "+12015550123")
+    event = AuditEvent.objects.get(action="blink_user.update")
+    assert list(event.detail["changed"]) == ["email"]
+
+
+def test_the_service_refuses_a_new_number_for_a_user_who_just_became_active(
+    owner, make_user
+):
+    """The form was shown while Bob was Invited; he finished activation before the save."""
+    bob = make_user("Bob Invited")
+    BlinkUser.objects.filter(pk=bob.pk).update(status=Status.ACTIVE, phone="+12015550150")
+
+    with pytest.raises(PhoneNeedsProof):
+        blink_user_update(blink_user=bob, actor=SYSTEM, email=bob.email,
+                          phone="+12015550177")
+
+    fresh = BlinkUser.objects.get(pk=bob.pk)
+    assert (fresh.status, str(fresh.phone)) == (Status.ACTIVE, "+12015550150")
+    # The number they have is no change at all.
+    blink_user_update(blink_user=bob, actor=SYSTEM, email="bob@new.example",
+                      phone="+12015550150")
+    fresh.refresh_from_db()
+    assert (fresh.status, fresh.email) == (Status.ACTIVE, "bob@new.example")
 
 
 def test_an_email_for_a_user_who_needed_one_sends_the_invitation(
