@@ -304,17 +304,19 @@ def user_edit(request: ConsoleRequest, blink_user_id: int) -> HttpResponse:
                              initial={"email": blink_user.email})
     if request.method == "POST" and form.is_valid():
         try:
-            blink_user_update(blink_user=blink_user, actor=Actor.from_request(request),
-                              email=form.cleaned_data["email"],
-                              phone=form.cleaned_data.get("phone"))
+            blink_user = blink_user_update(
+                blink_user=blink_user, actor=Actor.from_request(request),
+                email=form.cleaned_data["email"], phone=form.cleaned_data.get("phone"))
         except PhoneUnavailable:
             form.add_error("phone", PHONE_UNAVAILABLE)
-            blink_user.refresh_from_db()
         except PhoneNeedsProof:  # they finished activation a moment ago
             form.add_error(None, PHONE_NEEDS_PROOF)
             blink_user.refresh_from_db()
         else:
             messages.success(request, f"{blink_user} saved.")
+            if blink_user.status == BlinkUser.Status.NEEDS_EMAIL and blink_user.email:
+                messages.warning(request, f"{ClientArchived.message} Once it is restored, "
+                                 "tick them on Blink Users and use Resend activation.")
             return redirect(_back(data)["back_url"])
     return render(request, "blink/user_edit.html", {
         "section": "users", "form": form, "blink_user": blink_user, **_back(data),

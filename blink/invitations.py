@@ -144,7 +144,8 @@ def blink_user_update(
 ) -> BlinkUser:
     """Change a Blink user's email and, optionally, the phone of a user not yet Active
     (a placeholder: activation asks for the number and checks it with a code). A user who
-    needed an email is invited as soon as they have one.
+    needed an email is invited as soon as they have one, unless their client is archived
+    (its activation links lead nowhere; Resend after a restore invites them).
 
     ``PhoneNeedsProof`` for a new number on an Active user, before anything changes: their
     passwords go to that phone, so only a number its owner confirmed will do.
@@ -159,7 +160,8 @@ def blink_user_update(
     blink_user.email = email
     if phone is not None:
         blink_user.phone = phone or None
-    needs_invite = blink_user.status == BlinkUser.Status.NEEDS_EMAIL and bool(email)
+    needs_invite = (blink_user.status == BlinkUser.Status.NEEDS_EMAIL and bool(email)
+                    and not blink_user.client.is_archived())
     if needs_invite:
         blink_user.status = BlinkUser.Status.INVITED
     try:

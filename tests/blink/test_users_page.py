@@ -16,7 +16,7 @@ from blink.forms_console import PHONE_UNAVAILABLE
 from blink.invitations import PhoneNeedsProof, blink_user_update
 from blink.models import AuditEvent, BlinkUser
 from clients.models import Client
-from clients.services import client_create
+from clients.services import client_archive, client_create
 from directory.models import Connection, Entry
 from directory.services import connection_save
 from sms.models import Message
@@ -323,6 +323,25 @@ def test_an_email_for_a_user_who_needed_one_sends_the_invitation(
     nina.refresh_from_db()
     assert nina.status == Status.INVITED
     assert [m.to for m in mail.outbox] == [["nina@globex.example"]]
+
+
+def test_an_email_for_an_archived_clients_user_sends_nothing_yet(
+    login, owner, make_user, acme_client, django_capture_on_commit_callbacks
+):
+    """An archived client's activation links lead nowhere: the address is kept, and the
+    admin is told to resend once the client is back."""
+    nina = make_user("Nina Needs", status=Status.NEEDS_EMAIL, email="")
+    client_archive(client=acme_client, actor=SYSTEM)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        page = login(owner).post(f"/users/{nina.pk}/edit", {"email": "nina@globex.example"},
+                                 follow=True).content.decode()
+
+    nina.refresh_from_db()
+    assert (nina.status, nina.email) == (Status.NEEDS_EMAIL, "nina@globex.example")
+    assert mail.outbox == []
+    assert "This client is archived" in page
+    assert "Resend activation" in page
 
 
 @pytest.mark.parametrize(("data", "message"), [
