@@ -72,6 +72,8 @@ class Snapshot:
     org_units: list[OrgUnit]
     groups: list[Group]
     users: list[DirectoryUser]
+    # What the admin should know of a sync that still worked (what could not be read).
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

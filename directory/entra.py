@@ -19,7 +19,9 @@ Graph application permissions the app needs (with admin consent):
 - User-PasswordProfile.ReadWrite.All (or User.ReadWrite.All): reset_password, which also
   needs the Entra role User Administrator assigned to the app itself (Graph's rule for
   app-only password changes);
-- AuditLog.Read.All, and an Entra ID P1/P2 licence in the tenant: locked_out.
+- AuditLog.Read.All, and an Entra ID P1/P2 licence in the tenant: locked_out;
+- optionally Member.Read.Hidden: the members of groups with hidden membership (without it
+  such a group syncs empty, and the sync says so).
 """
 
 from __future__ import annotations
@@ -390,10 +392,14 @@ class EntraDirectory:
             params={"$select": ",".join(USER_FIELDS), "$top": top}))
         raw_groups = list(self._pages(
             self._url("groups"), permission=READ_PERMISSION,
-            params={"$select": "id,displayName,description", "$top": top}))
+            params={"$select": "id,displayName,description,visibility", "$top": top}))
         members: dict[str, frozenset[str]] = {}
+        hidden: list[str] = []
         for group in raw_groups:
-            members[group["id"]] = self._user_members(group["id"])
+            found = self._user_members(group)
+            if found is None:
+                hidden.append(group.get("displayName") or group["id"])
+            members[group["id"]] = found or frozenset()
         user_ids = {u["id"] for u in raw_users}
         protected: set[str] = set()
         for principal in self._privileged_principals() | self._eligible_principals():
@@ -409,7 +415,13 @@ class EntraDirectory:
         ]
         logger.info("Entra snapshot of tenant %s: %d users (%d protected), %d groups",
                     self.settings.tenant_id, len(users), len(protected & user_ids), len(groups))
-        return Snapshot(org_units=[], groups=groups, users=users)
+        notes: tuple[str, ...] = ()
+        if hidden:
+            shown = ", ".join(sorted(hidden)[:5]) + (" …" if len(hidden) > 5 else "")
+            notes = (f"{len(hidden)} group{'s' * (len(hidden) != 1)} with hidden membership "
+                     f"({shown}) show no members: Blink's app may not read them without the "
+                     "Microsoft Graph application permission Member.Read.Hidden.",)
+        return Snapshot(org_units=[], groups=groups, users=users, notes=notes)
 
     def get_user(self, object_id: str) -> DirectoryUser:
         """One user by Graph id; ``DirectoryError(code="not_found")`` if there is none."""
@@ -567,8 +579,10 @@ class EntraDirectory:
             raise self._explain(failure, READ_PERMISSION, "read users") from None
         return self._json(response)
 
-    def _user_members(self, group_id: str) -> frozenset[str]:
-        """The users in a group, through nesting (transitiveMembers lists groups too)."""
+    def _user_members(self, group: dict[str, Any]) -> frozenset[str] | None:
+        """The users in a group, through nesting (transitiveMembers lists groups too); None
+        for a group with hidden membership that the app may not read."""
+        group_id = group["id"]
         try:
             return frozenset(
                 m["id"] for m in self._pages(
@@ -581,6 +595,9 @@ class EntraDirectory:
             if failure.status == 404:
                 # Deleted since the group list was read: it has no members now.
                 return frozenset()
+            if failure.status == 403 and group.get("visibility") == "HiddenMembership":
+                # Member.Read.Hidden is needed for these; the rest of the sync stands.
+                return None
             raise self._explain(failure, READ_PERMISSION, "read group members") from None
 
     def _privileged_principals(self) -> set[str]:

@@ -158,7 +158,7 @@ def directory_sync(*, connection_id: int, claimed: bool = False) -> dict[str, in
         return None
     Connection.objects.filter(pk=connection_id).update(
         last_sync_status=Connection.Outcome.OK, last_sync_at=timezone.now(),
-        last_sync_message="", last_sync_counts=counts,
+        last_sync_message=" ".join(snapshot.notes)[:500], last_sync_counts=counts,
     )
     return counts
 

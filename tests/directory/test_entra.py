@@ -216,6 +216,30 @@ def test_snapshot_pages_large_groups(
         "GET", f"/v1.0/groups/{big['id']}/transitiveMembers")) == 3
 
 
+def test_a_group_with_hidden_membership_does_not_stop_the_sync(
+    graph_server: FakeGraph, entra: EntraDirectory
+) -> None:
+    """Listing the members of a hidden-membership group needs Member.Read.Hidden, which few
+    apps hold: the rest of the directory is still read, and the admin is told why the group
+    looks empty."""
+    data = graph_server.data
+    ann, bob = (data.add_user(f"{name}@globex.example")["id"] for name in ("ann", "bob"))
+    data.add_group("Board", [ann], hidden_membership=True)
+    data.add_group("Staff", [ann, bob])
+
+    snapshot = entra.snapshot()
+
+    assert {g.name: g.member_ids for g in snapshot.groups} == {
+        "Board": frozenset(), "Staff": {ann, bob}}
+    (note,) = snapshot.notes
+    assert "1 group with hidden membership (Board)" in note
+    assert "Member.Read.Hidden" in note
+    graph_server.knobs.permissions.add("Member.Read.Hidden")
+    snapshot = entra.snapshot()
+    assert {g.name: g.member_ids for g in snapshot.groups}["Board"] == {ann}
+    assert snapshot.notes == ()
+
+
 def test_snapshot_flags_every_role_holder_without_a_query_per_user(
     graph_server: FakeGraph, entra: EntraDirectory
 ) -> None:

@@ -356,13 +356,16 @@ class GraphData:
         *,
         description: str | None = None,
         role_assignable: bool = False,
+        hidden_membership: bool = False,
     ) -> dict[str, Any]:
-        """Add a group whose direct members are these user or group ids."""
+        """Add a group whose direct members are these user or group ids. Only an app with
+        Member.Read.Hidden may list the members of one with ``hidden_membership``."""
         group: dict[str, Any] = {
             "id": str(uuid.uuid4()),
             "displayName": name,
             "description": description,
             "isAssignableToRole": role_assignable,
+            "visibility": "HiddenMembership" if hidden_membership else "Private",
             "members": list(members),
         }
         self.groups[group["id"]] = group
@@ -1125,6 +1128,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _GraphFault(404, "Request_ResourceNotFound",
                                   f"Resource '{match['key']}' does not exist or one of its "
                                   "queried reference-property objects are not present.")
+            if data.groups[match["key"]]["visibility"] == "HiddenMembership":
+                self._require(("Member.Read.Hidden",))
             members: list[dict[str, Any]] = []
             for member_id in data.members_of(match["key"]):
                 if member_id in data.groups:

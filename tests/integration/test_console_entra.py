@@ -54,6 +54,22 @@ def test_sync_an_entra_tenant_across_pages(graph_server, entra,
                for r in graph_server.requests) >= 1
 
 
+def test_a_sync_that_could_not_read_a_hidden_group_says_so(
+    graph_server, entra, django_capture_on_commit_callbacks
+):
+    data = graph_server.data
+    data.add_group("Board", [data.add_user("ann@globex.example")["id"]],
+                   hidden_membership=True)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        directory_sync_request(connection=entra, actor=SYSTEM)
+
+    entra.refresh_from_db()
+    assert entra.last_sync_status == "ok"
+    assert "hidden membership (Board)" in entra.last_sync_message
+    assert "Member.Read.Hidden" in entra.last_sync_message
+
+
 def test_a_wrong_client_secret_is_explained(graph_server, entra, acme_client,
                                             django_capture_on_commit_callbacks):
     connection_save(client=acme_client, actor=SYSTEM, kind="entra",
