@@ -398,6 +398,12 @@ def reset_run(*, request_id: int, made: ResetRequest | None = None) -> None:
         ResetRequest.objects.select_related("blink_user__client__company",
                                             "blink_user__connection").get(pk=request_id))
     blink_user = request.blink_user
+    if request.directory_done_at is None and OptOut.objects.filter(
+            phone=blink_user.phone).exists():
+        # STOP came after the request was made (a worker that was behind, say): a password
+        # nobody can be told would only lock the user out.
+        _finish_failed(request, STOPPED_REASON)
+        return
     secret = ""
     try:
         directory = directory_for(_queue_for(blink_user))

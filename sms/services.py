@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 # What a secret looks like in stored and displayed message bodies.
 REDACTED = "••••••"
+OPTED_OUT_MESSAGE = "The user texted STOP; Blink sends nothing until they text START."
 # The queue of the send task: only workers that hold the provider's credentials consume it.
 SMS_QUEUE = "sms"
 # How far back a text to the same phone still waiting in the queue keeps a text sent with
@@ -85,7 +86,7 @@ def sms_send(
     if opted_out:
         message.status = Message.Status.FAILED
         message.error_code = "opted_out"
-        message.error_message = "The user texted STOP; Blink sends nothing until they text START."
+        message.error_message = OPTED_OUT_MESSAGE
         message.save()
         return message
     full_text = text.replace("{secret}", secret) if secret else text
@@ -211,6 +212,13 @@ def message_deliver(*, message_id: int, final_attempt: bool = True,
         message.attempts = 1  # as the claim counted it
     else:
         message = Message.objects.select_related("company").get(pk=message_id)
+    if OptOut.objects.filter(phone=message.phone).exists():
+        # STOP came while the text waited (in the queue, or for a retry): nothing more goes.
+        log.info("sms %s to %s dropped: the number texted STOP", message.pk,
+                 phone_mask(str(message.phone)))
+        _settle(message, status=Message.Status.FAILED, error_code="opted_out",
+                error_message=OPTED_OUT_MESSAGE, sealed_body="")
+        return "failed"
     company = message.company
     masked = phone_mask(str(message.phone))
     text = ""
@@ -418,7 +426,9 @@ def message_status_update(*, message: Message, status: str, error_code: str = ""
         pk=message.pk, direction=Message.Direction.OUTBOUND,
         status__in=[Message.Status.SENDING, Message.Status.SENT],
     ).update(updated_at=timezone.now(), **fields)
-    if error_code == OPTED_OUT_CODE:
+    if changed and error_code == OPTED_OUT_CODE:
+        # Only a report that changed something: the same report delivered again (late, or
+        # replayed) must not undo a START the user texted since.
         phone_opt_out(phone=str(message.phone), company=message.company,
                       blink_user=message.blink_user, by_twilio=True)
     if changed:

@@ -7,10 +7,10 @@ from django.utils import timezone
 
 from blink.audit import Actor
 from blink.models import AuditEvent, BlinkUser, ResetRequest
-from blink.resets import ResetRefused, reset_request_create
+from blink.resets import STOPPED_REASON, ResetRefused, reset_request_create
 from directory.demo import POLICY, DemoDirectory
-from directory.models import Connection, Entry
-from sms.models import Message
+from directory.models import Connection, DemoObject, Entry
+from sms.models import Message, OptOut
 from tests.conftest import CENTRAL_QUEUES, demo_blink_user, password_in
 
 PHONE = "+14155550177"
@@ -48,6 +48,30 @@ def test_reset_sets_a_must_change_password_sent_only_by_sms(
     assert list(AuditEvent.objects.filter(target_label=user.username)
                 .values_list("action", "result")) == [("reset.run", "ok"),
                                                       ("reset.request", "ok")]
+
+
+def test_a_phone_that_texts_stop_before_the_run_gets_no_new_password(
+    acme_client, demo, sms_outbox, django_capture_on_commit_callbacks
+):
+    """The request waited (a directory worker behind, say) and meanwhile the phone texted
+    STOP: a password nobody could be told would only lock the user out."""
+    user = demo_blink_user(acme_client, demo, PHONE)
+    account = DemoObject.objects.filter(connection=demo, object_id=user.object_id)
+    password_before = account.get().password_hash
+    with django_capture_on_commit_callbacks() as queued:
+        request = reset_request_create(blink_user=user, actor=ADMIN, channel="console")
+    OptOut.objects.create(phone=PHONE)
+
+    for callback in queued:
+        callback()
+
+    request.refresh_from_db()
+    assert (request.status, request.reason) == (ResetRequest.Status.FAILED, STOPPED_REASON)
+    assert sms_outbox == []
+    assert not Message.objects.filter(kind="reset").exists()
+    user.refresh_from_db()
+    assert user.last_reset_at is None
+    assert account.get().password_hash == password_before  # the directory was not touched
 
 
 def test_support_is_emailed_after_each_reset_and_unlock_when_the_company_asks(

@@ -16,7 +16,7 @@ from pytest_django.fixtures import Settings
 
 from clients.models import Company
 from sms.backends import SmsError, locmem
-from sms.models import Message
+from sms.models import Message, OptOut
 from sms.services import (
     RETRY_LOST_AFTER,
     SENDING_LEASE,
@@ -332,3 +332,19 @@ def test_a_message_that_waited_over_an_hour_is_failed_and_forgets_its_secret(
     assert (dropped.status, dropped.error_code, dropped.sealed_body) == ("failed", "expired", "")
     assert "may or may not have gone" in dropped.error_message
     assert sms_outbox == []
+
+
+def test_a_text_waiting_when_its_number_texts_stop_is_never_sent(
+    company: Company, sms_outbox: list[locmem.SentSms]
+) -> None:
+    """STOP came while the text waited in the queue (or for a retry): nothing more goes,
+    and its sealed text is erased."""
+    message = _queued(company)
+    OptOut.objects.create(phone=USER_PHONE)
+
+    message_send.apply(args=(message.pk,))
+
+    assert sms_outbox == []
+    dropped = fresh(message)
+    assert (dropped.status, dropped.error_code, dropped.sealed_body) == (
+        Message.Status.FAILED, "opted_out", "")

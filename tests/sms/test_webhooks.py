@@ -16,7 +16,7 @@ from pytest_django.fixtures import Settings
 from blink.models import AuditEvent
 from clients.models import Company
 from sms.models import Message, OptOut
-from sms.services import OPTED_OUT_HOW, sms_send
+from sms.services import OPTED_OUT_HOW, phone_opt_in, sms_send
 from sms.webhooks import twilio_inbound
 from tests.broker import unreachable_broker
 from tests.fakes.twilio import FakeTwilio
@@ -91,6 +91,22 @@ def test_a_failed_report_for_an_unsubscribed_number_records_the_opt_out(
     assert OptOut.objects.filter(phone=USER_PHONE).exists()
     [event] = AuditEvent.objects.filter(action="sms.opt_out")
     assert (event.actor_label, event.detail["how"]) == ("Twilio", OPTED_OUT_HOW)
+
+
+def test_the_same_opt_out_report_again_does_not_undo_a_later_start(
+    sent: Message, twilio_webhooks: FakeTwilio, client: HttpClient, company: Company
+) -> None:
+    """A signed report carries no time: delivered again (late, or replayed by someone who
+    captured it), it must not stop the texts a user asked back for with START."""
+    _, params, signature = twilio_webhooks.status_callback(
+        sent.provider_id or "", "failed", error_code=21610)
+    post_form(client, STATUS_URL, params, signature)
+    phone_opt_in(phone=USER_PHONE, company=company, blink_user=None)
+
+    assert post_form(client, STATUS_URL, params, signature).status_code == 204
+
+    assert not OptOut.objects.filter(phone=USER_PHONE).exists()
+    assert AuditEvent.objects.filter(action="sms.opt_out").count() == 1
 
 
 def test_reports_arriving_out_of_order_keep_the_final_status(
