@@ -71,10 +71,20 @@ def verification_code_issue(
     return issued
 
 
+def paused_until_locked(blink_user: BlinkUser) -> datetime | None:
+    """Lock the user's row for this transaction and read their pause afresh: while it is
+    held, no other code or PIN of theirs is checked or counted, so guesses sent at the same
+    moment still count one by one against the limits. None when not paused."""
+    until = (BlinkUser.objects.select_for_update().filter(pk=blink_user.pk)
+             .values_list("paused_until", flat=True).first())
+    return until if until is not None and until > timezone.now() else None
+
+
 def wrong_try_counted(blink_user: BlinkUser) -> datetime | None:
     """After a wrong code or PIN was counted (on a code row's ``attempts``): pause the
     user's self-service when the last 24 hours hold ``WRONG_PER_DAY`` of them. Returns
-    when the pause ends, or None."""
+    when the pause ends, or None. Inside a transaction that holds ``paused_until_locked``.
+    """
     now = timezone.now()
     wrong = VerificationCode.objects.filter(
         blink_user=blink_user, created_at__gte=now - timedelta(hours=24),
@@ -95,9 +105,22 @@ def verification_code_check(
     in 24 hours pauses self-service (``SelfServicePaused``). Of two simultaneous
     submissions of one right code exactly one gets it.
     """
+    # Committed before the pause is raised: the wrong try that caused it must count.
+    with transaction.atomic():
+        checked, paused_until = _code_try(blink_user=blink_user, code=code, purpose=purpose)
+    if paused_until is not None:
+        raise SelfServicePaused(paused_until)
+    return checked
+
+
+def _code_try(*, blink_user: BlinkUser, code: str,
+              purpose: str) -> tuple[VerificationCode | None, datetime | None]:
+    """One try at the user's live code: (the code if it matched and is now used, when
+    self-service is paused until)."""
+    paused_until = paused_until_locked(blink_user)
+    if paused_until is not None:
+        return None, paused_until
     now = timezone.now()
-    if blink_user.paused_until and blink_user.paused_until > now:
-        raise SelfServicePaused(blink_user.paused_until)
     live = (
         VerificationCode.objects.filter(
             blink_user=blink_user, purpose=purpose, used_at=None, revoked_at=None,
@@ -105,15 +128,12 @@ def verification_code_check(
         ).order_by("-created_at").first()
     )
     if live is None:
-        return None
+        return None, None
     if is_code_shaped(code) and hmac.compare_digest(
         live.code_hash, _digest(blink_user.pk, purpose, code)
     ):
         claimed = VerificationCode.objects.filter(pk=live.pk, used_at=None,
                                                   revoked_at=None).update(used_at=now)
-        return live if claimed == 1 else None
+        return (live if claimed == 1 else None), None
     VerificationCode.objects.filter(pk=live.pk).update(attempts=F("attempts") + 1)
-    until = wrong_try_counted(blink_user)
-    if until is not None:
-        raise SelfServicePaused(until)
-    return None
+    return None, wrong_try_counted(blink_user)
