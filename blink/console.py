@@ -373,7 +373,8 @@ def user_reset(request: ConsoleRequest, blink_user_id: int) -> HttpResponse:
         return _confirm(request, blink_user, "reset")
     actor = Actor.from_request(request)
     try:
-        blink_user_reinvite(blink_user=blink_user, actor=actor)
+        if blink_user_reinvite(blink_user=blink_user, actor=actor) is None:
+            raise Http404("This Blink user was removed.")
     except ClientArchived as refused:
         _refused_record(blink_user, actor, "blink_user.reinvite", refused.message)
         messages.error(request, refused.message)
@@ -433,7 +434,9 @@ def users_resend(request: ConsoleRequest) -> HttpResponse:
     for blink_user in chosen:
         if blink_user.status in RESENDABLE and blink_user.email:
             try:
-                blink_user_reinvite(blink_user=blink_user, actor=actor)
+                if blink_user_reinvite(blink_user=blink_user, actor=actor,
+                                       only=RESENDABLE) is None:
+                    continue  # activated (or removed) since the page was drawn
             except ClientArchived:
                 continue
             sent += 1

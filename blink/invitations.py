@@ -108,12 +108,23 @@ def blink_user_invite(*, client: Client, actor: Actor, object_ids: Iterable[str]
 
 
 @transaction.atomic
-def blink_user_reinvite(*, blink_user: BlinkUser, actor: Actor) -> BlinkUser:
+def blink_user_reinvite(*, blink_user: BlinkUser, actor: Actor,
+                        only: Iterable[str] | None = None) -> BlinkUser | None:
     """Start activation over ("Reset User"): the old link dies, the phone must be verified
     again, and a new activation email goes out. ``ClientArchived`` for an archived client's
-    user, before anything changes."""
+    user, before anything changes.
+
+    The user is locked and read afresh. ``only``: the statuses they must still be in, else
+    nothing changes and None is returned, as for a user removed meanwhile (Resend
+    activation must not undo an activation that finished while the admin looked).
+    """
     if blink_user.client.is_archived():
         raise ClientArchived
+    fresh = (BlinkUser.objects.select_for_update(of=("self",))
+             .select_related("client__company").filter(pk=blink_user.pk).first())
+    if fresh is None or (only is not None and fresh.status not in only):
+        return None
+    blink_user = fresh
     blink_user.activation_token_hash = None
     blink_user.activation_expires_at = None
     blink_user.phone = None
@@ -121,7 +132,8 @@ def blink_user_reinvite(*, blink_user: BlinkUser, actor: Actor) -> BlinkUser:
     blink_user.activated_at = None
     blink_user.status = (BlinkUser.Status.INVITED if blink_user.email
                          else BlinkUser.Status.NEEDS_EMAIL)
-    blink_user.save()
+    blink_user.save(update_fields=["activation_token_hash", "activation_expires_at", "phone",
+                                   "pending_phone", "activated_at", "status"])
     audit_record(company=blink_user.client.company, actor=actor, client=blink_user.client,
                  action="blink_user.reinvite", target=blink_user.username)
     if blink_user.email:

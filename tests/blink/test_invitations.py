@@ -5,11 +5,13 @@ from django.db import connection as db
 from django.test.utils import CaptureQueriesContext
 
 from blink.audit import SYSTEM
-from blink.invitations import blink_user_invite
+from blink.console import RESENDABLE
+from blink.invitations import blink_user_invite, blink_user_reinvite
 from blink.models import AuditEvent, BlinkUser
 from directory.base import DirectoryUser, Snapshot
 from directory.models import Connection
 from directory.services import connection_save, snapshot_apply
+from tests.conftest import demo_blink_user
 
 
 def directory_of(client, size: int, *, offset: int = 0):
@@ -56,3 +58,29 @@ def test_inviting_a_whole_ou_takes_bulk_queries_not_one_per_user(acme_client):
     # Only batch sizes add queries (SQLite allows few variables per statement).
     small, large = queries(10, 0), queries(200, 1000)
     assert large - small < 190 / 10
+
+
+def test_resend_activation_leaves_alone_a_user_who_activated_meanwhile(
+    acme_client, demo_connection, django_capture_on_commit_callbacks
+):
+    """The admin ticked the user while they were Invited; they finished activation before
+    the resend reached them: their phone and status stay, and no email goes."""
+    invited = demo_blink_user(acme_client, demo_connection, "+14155550190", status="invited")
+    invited.email = "ivy@globex.example"
+    invited.save(update_fields=["email"])
+    BlinkUser.objects.filter(pk=invited.pk).update(status=BlinkUser.Status.ACTIVE)
+    mail.outbox.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        resent = blink_user_reinvite(blink_user=invited, actor=SYSTEM, only=RESENDABLE)
+
+    assert resent is None
+    fresh = BlinkUser.objects.get(pk=invited.pk)
+    assert (fresh.status, str(fresh.phone)) == (BlinkUser.Status.ACTIVE, "+14155550190")
+    assert mail.outbox == []
+    assert not AuditEvent.objects.filter(action="blink_user.reinvite").exists()
+    # Reset User, which asks for no status, still starts an Active user over.
+    with django_capture_on_commit_callbacks(execute=True):
+        blink_user_reinvite(blink_user=invited, actor=SYSTEM)
+    fresh.refresh_from_db()
+    assert (fresh.status, fresh.phone) == (BlinkUser.Status.INVITED, None)
