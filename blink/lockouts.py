@@ -64,6 +64,12 @@ def lockout_text(blink_user: BlinkUser, *, unlocks: bool = True) -> str:
     return f"{locked} Reply UNLOCK to unlock it or RESET for a new password."
 
 
+# Blink users some poll looks at: Active, on a live client, on a connection that monitors
+# lockouts and can.
+WATCHED = Q(status=BlinkUser.Status.ACTIVE, client__archived_at__isnull=True,
+            connection__monitor_lockouts=True, connection__lockout_monitoring_unavailable="")
+
+
 def monitored_connections() -> list[Connection]:
     """Connections to poll: monitoring on and available, client not archived, and at least
     one Active Blink user."""
@@ -80,9 +86,7 @@ def _unwatched_close() -> None:
     """End the lockouts of users no poll looks at any more (no longer Active, client
     archived, monitoring off or unavailable): nothing else would, and Blink Users would show
     them locked for good."""
-    unwatched = BlinkUser.objects.exclude(
-        status=BlinkUser.Status.ACTIVE, client__archived_at__isnull=True,
-        connection__monitor_lockouts=True, connection__lockout_monitoring_unavailable="")
+    unwatched = BlinkUser.objects.exclude(WATCHED)
     stale = unwatched.filter(Q(locked_since__isnull=False)
                              | Q(lockout_notices__closed_at__isnull=True,
                                  lockout_notices__isnull=False))
@@ -165,17 +169,30 @@ def _recovered(connection: Connection) -> None:
                      detail={"connection": connection.pk, "recovered": True})
 
 
-def _notify(blink_user: BlinkUser, since: datetime, *, exact: bool, unlocks: bool) -> bool:
-    """Record this lockout and tell the user, unless it is one they were told about;
-    returns whether this call was the one that told them.
+def _notify(blink_user: BlinkUser, since: datetime, *, exact: bool, unlocks: bool,
+            reset_ends: bool) -> bool:
+    """Record this lockout and tell the user, unless it is one they were told about or no
+    longer watched; returns whether this call was the one that told them.
 
     The user's row is locked while deciding, so two polls at once (a duplicate task, two
     workers, a poll that ran over into the next) decide one after the other. ``exact``:
-    whether ``since`` is the lockout's own start; ``unlocks``: whether UNLOCK can help.
+    whether ``since`` is the lockout's own start; ``unlocks``: whether UNLOCK can help;
+    ``reset_ends``: whether Blink's reset ends it (Entra, not synced from AD).
     """
     now = timezone.now()
     with transaction.atomic():
-        _users_lock([blink_user.pk])
+        # Read again under the lock: the directory's answer may have taken minutes, and
+        # meanwhile the user may have left, been reset, or no longer be watched at all.
+        watched = (BlinkUser.objects.select_for_update(of=("self",))
+                   .select_related("client__company")
+                   .filter(WATCHED, pk=blink_user.pk,
+                           connection_id=blink_user.connection_id).first())
+        if watched is None:
+            return False  # not watched any more: _unwatched_close ends what it left open
+        blink_user = watched
+        reset_at = blink_user.last_reset_at
+        if reset_ends and reset_at is not None and since < reset_at:
+            return False  # reset during the poll: the refusals are from before it
         told = LockoutNotice.objects.filter(blink_user=blink_user, closed_at=None).first()
         if told is not None and told.locked_since != since and exact:
             told = None  # it ended and the account locked again between two polls
@@ -231,6 +248,11 @@ def lockouts_poll(*, connection_id: int) -> None:
                  .select_related("client__company"))
     if not users:
         return
+    # Read before the directory is asked: a notice opened after that comes from a poll that
+    # asked later, and this poll's older answer must not close it.
+    opened = list(LockoutNotice.objects.filter(blink_user__connection=connection, closed_at=None)
+                  .values_list("pk", "blink_user_id", "locked_since"))
+    told = {user_id: locked_since for _, user_id, locked_since in opened}
     directory = directory_for(connection)
     try:
         # The AD connection stays open for the next poll and the resets this worker runs
@@ -244,9 +266,6 @@ def lockouts_poll(*, connection_id: int) -> None:
         return
     _recovered(connection)
 
-    told = dict(LockoutNotice.objects.filter(
-        blink_user__connection=connection, closed_at=None).values_list("blink_user_id",
-                                                                     "locked_since"))
     # Entra users synced from AD: Blink resets and unlocks them in AD, which does not end
     # Entra's own lockout, and their UNLOCK does reach a directory that can unlock.
     synced: set[str] = set()
@@ -257,8 +276,8 @@ def lockouts_poll(*, connection_id: int) -> None:
     ended: list[BlinkUser] = []
     for user in users:
         since = locked.get(user.object_id)
-        if (since is not None and not directory.lockout_start_exact
-                and user.object_id not in synced
+        reset_ends = not directory.lockout_start_exact and user.object_id not in synced
+        if (since is not None and reset_ends
                 and user.last_reset_at is not None and since < user.last_reset_at):
             # Entra's log still holds the refusals from before Blink's reset: over.
             since = None
@@ -270,17 +289,25 @@ def lockouts_poll(*, connection_id: int) -> None:
             continue  # the lockout the user was told about (no query in the steady state)
         else:
             _notify(user, since, exact=directory.lockout_start_exact,
-                    unlocks=directory.unlocks or user.object_id in synced)
+                    unlocks=directory.unlocks or user.object_id in synced,
+                    reset_ends=reset_ends)
     if ended:
-        _close(connection, ended)
+        ids = {user.pk for user in ended}
+        _close(connection, ended, notices=[pk for pk, user_id, _ in opened if user_id in ids])
 
 
-def _close(connection: Connection, ended: list[BlinkUser]) -> None:
+def _close(connection: Connection, ended: list[BlinkUser], *, notices: list[int]) -> None:
+    """End these users' lockouts: close ``notices`` (those the poll saw open before it asked
+    the directory) and clear ``locked_since`` of the users left with none open."""
     now = timezone.now()
-    ids = [user.pk for user in ended]
     with transaction.atomic():
-        _users_lock(ids)
-        LockoutNotice.objects.filter(blink_user_id__in=ids, closed_at=None).update(closed_at=now)
+        _users_lock([user.pk for user in ended])
+        LockoutNotice.objects.filter(pk__in=notices, closed_at=None).update(closed_at=now)
+        # A notice still open was opened by a poll that asked later: that lockout goes on.
+        going_on = set(LockoutNotice.objects.filter(blink_user__in=ended, closed_at=None)
+                       .values_list("blink_user_id", flat=True))
+        ended = [user for user in ended if user.pk not in going_on]
+        ids = [user.pk for user in ended]
         BlinkUser.objects.filter(pk__in=ids).update(locked_since=None)
         audit_record_many(company=connection.client.company, client=connection.client,
                           actor=MONITOR, action="lockout.ended",

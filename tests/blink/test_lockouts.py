@@ -25,7 +25,7 @@ from blink.resets import reset_request_create
 from clients.models import Client
 from clients.services import client_create
 from directory.demo import POLICY, DemoDirectory
-from directory.entra import LOCKOUT_UNAVAILABLE
+from directory.entra import LOCKOUT_UNAVAILABLE, EntraDirectory
 from directory.models import Connection, DemoObject, Entry
 from directory.services import connection_save
 from sms.backends import locmem
@@ -517,3 +517,117 @@ def test_other_directory_errors_are_audited_once_per_failure_streak(
     assert len(warnings) == 2
     samba_connection.refresh_from_db()
     assert samba_connection.lockout_monitoring_unavailable == ""
+
+
+# -- While the directory is asked -------------------------------------------------------------
+
+
+def while_asking(monkeypatch: pytest.MonkeyPatch, directory: type[Any],
+                 meanwhile: Callable[[], object]) -> None:
+    """Run ``meanwhile`` once, after the next poll got its answer from the directory and
+    before it acts on it: what a slow call (Graph throttling, a far domain controller)
+    leaves room for."""
+    asked = directory.locked_out
+    done = False
+
+    def locked_out(self: Any, object_ids: list[str]) -> dict[str, datetime]:
+        nonlocal done
+        answer = asked(self, object_ids)
+        if not done:
+            done = True
+            meanwhile()
+        return answer
+
+    monkeypatch.setattr(directory, "locked_out", locked_out)
+
+
+def test_a_poll_that_ran_long_does_not_end_a_lockout_a_later_poll_told(
+    graph_server: FakeGraph, entra: Connection, entra_user: BlinkUser,
+    sms_outbox: list[locmem.SentSms], django_capture_on_commit_callbacks: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Poll A asks Graph before the refusal is logged; poll B, which asked after, tells the
+    user; A's older answer must not end B's lockout, or poll C tells the user again."""
+    def poll_b() -> None:
+        graph_server.data.add_sign_in(entra_user.object_id,
+                                      at=timezone.now() - timedelta(minutes=1))
+        lockouts_poll(connection_id=entra.pk)
+
+    while_asking(monkeypatch, EntraDirectory, poll_b)
+    poll(entra, django_capture_on_commit_callbacks)  # poll A
+    [notice] = LockoutNotice.objects.all()
+    assert notice.closed_at is None
+    entra_user.refresh_from_db()
+    assert entra_user.locked_since == notice.locked_since
+
+    graph_server.data.add_sign_in(entra_user.object_id, at=timezone.now())  # still refused
+    poll(entra, django_capture_on_commit_callbacks)  # poll C
+
+    assert len(notices_sent(sms_outbox)) == 1
+    assert LockoutNotice.objects.filter(closed_at=None).count() == 1
+
+
+@pytest.mark.parametrize("change", ["left", "archived", "monitoring_off"])
+def test_a_user_no_longer_watched_when_the_directory_answers_is_not_texted(
+    change: str, acme_client: Client, demo: Connection, sms_outbox: list[locmem.SentSms],
+    django_capture_on_commit_callbacks: Callable[..., Any], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    alex, sam = active_users(acme_client, demo, 2)
+    for user in (alex, sam):
+        lock(demo, user)
+
+    def unwatch() -> None:
+        if change == "left":
+            BlinkUser.objects.filter(pk=alex.pk).update(status=BlinkUser.Status.LEFT_DIRECTORY)
+        elif change == "archived":
+            Client.objects.filter(pk=acme_client.pk).update(archived_at=timezone.now())
+        else:
+            Connection.objects.filter(pk=demo.pk).update(monitor_lockouts=False)
+
+    while_asking(monkeypatch, DemoDirectory, unwatch)
+    poll(demo, django_capture_on_commit_callbacks)
+
+    texted = [sms["to"] for sms in sms_outbox if "is locked" in sms["body"]]
+    assert str(alex.phone) not in texted
+    assert not LockoutNotice.objects.filter(blink_user=alex).exists()
+    assert BlinkUser.objects.get(pk=alex.pk).locked_since is None
+    if change == "left":  # the connection is still watched: its other users are told
+        assert texted == [str(sam.phone)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_user_removed_while_the_directory_is_asked_does_not_stop_the_poll(
+    acme_client: Client, demo: Connection, sms_outbox: list[locmem.SentSms],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    users = active_users(acme_client, demo, 3)
+    for user in users:
+        lock(demo, user)
+    removed = users[1]
+    while_asking(monkeypatch, DemoDirectory,
+                 lambda: BlinkUser.objects.filter(pk=removed.pk).delete())
+
+    lockouts_poll(connection_id=demo.pk)
+
+    texted = sorted(sms["to"] for sms in sms_outbox if "is locked" in sms["body"])
+    assert texted == sorted(str(user.phone) for user in users if user != removed)
+    assert LockoutNotice.objects.filter(closed_at=None).count() == 2
+
+
+def test_an_entra_lockout_blink_reset_while_graph_was_asked_is_not_texted(
+    graph_server: FakeGraph, entra: Connection, entra_user: BlinkUser,
+    sms_outbox: list[locmem.SentSms], django_capture_on_commit_callbacks: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The user reset their password by SMS during a slow poll: the refusals Graph reported
+    are from before it, and a "locked" text now would be wrong."""
+    graph_server.data.add_sign_in(entra_user.object_id, at=timezone.now() - timedelta(minutes=3))
+    # What a finished reset writes on the user.
+    while_asking(monkeypatch, EntraDirectory, lambda: BlinkUser.objects.filter(
+        pk=entra_user.pk).update(last_reset_at=timezone.now(), locked_since=None))
+
+    poll(entra, django_capture_on_commit_callbacks)
+
+    assert notices_sent(sms_outbox) == []
+    assert not LockoutNotice.objects.exists()
+    assert BlinkUser.objects.get(pk=entra_user.pk).locked_since is None

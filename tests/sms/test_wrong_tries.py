@@ -14,7 +14,7 @@ from django.db import connection as db_connection
 from django.db import transaction
 from django.utils import timezone
 
-from blink.models import BlinkUser
+from blink.models import AuditEvent, BlinkUser
 from clients.models import Client
 from directory.models import Connection
 from sms.codes import (
@@ -99,5 +99,6 @@ def test_a_pin_text_behind_the_one_that_paused_the_user_is_not_checked(
                                        phone=PHONE, opted_out=False, text_id="SMx")
 
     [refusal] = written
+    assert isinstance(refusal, AuditEvent)
     assert refusal.detail["reason"].startswith("self-service is paused")
     assert not VerificationCode.objects.filter(blink_user=blink_user).exists()
