@@ -44,14 +44,17 @@ NOTICES_PER_DAY = 3
 FAILING_KEY = "lockouts-failing:{}"
 
 
-def lockout_text(blink_user: BlinkUser, *, unlocks: bool = True) -> str:
+def lockout_text(blink_user: BlinkUser, *, unlocks: bool = True, resets: bool = True) -> str:
     """The SMS that tells a user their account is locked, and what to text back: only what
     Blink would act on. ``unlocks``: whether the directory can clear a lockout (Entra's
-    smart lockout ends only by itself or with a new password)."""
+    smart lockout ends only by itself or with a new password); ``resets``: whether Blink
+    can reach the user's password at all (not for an Entra user synced from an AD that
+    Blink has no connection to)."""
     locked = f"Your account {blink_user.username} is locked."
     paused = blink_user.paused_until is not None and blink_user.paused_until > timezone.now()
-    if blink_user.pin_missing() or paused:
-        # Their texts would be refused: no PIN yet, or too many wrong codes or PINs.
+    if blink_user.pin_missing() or paused or not resets:
+        # Their texts would be refused: no PIN yet, too many wrong codes or PINs, or a
+        # password out of Blink's reach.
         support = blink_user.client.company.support_email or "your IT support"
         return f"{locked} Contact {support} to unlock it."
     if blink_user.client.sms_reset_needs_pin:
@@ -170,14 +173,15 @@ def _recovered(connection: Connection) -> None:
 
 
 def _notify(blink_user: BlinkUser, since: datetime, *, exact: bool, unlocks: bool,
-            reset_ends: bool) -> bool:
+            reset_ends: bool, resets: bool = True) -> bool:
     """Record this lockout and tell the user, unless it is one they were told about or no
     longer watched; returns whether this call was the one that told them.
 
     The user's row is locked while deciding, so two polls at once (a duplicate task, two
     workers, a poll that ran over into the next) decide one after the other. ``exact``:
-    whether ``since`` is the lockout's own start; ``unlocks``: whether UNLOCK can help;
-    ``reset_ends``: whether Blink's reset ends it (Entra, not synced from AD).
+    whether ``since`` is the lockout's own start; ``unlocks`` and ``resets``: what the
+    user's replies can do (``lockout_text``); ``reset_ends``: whether Blink's reset ends it
+    (Entra, not synced from AD).
     """
     now = timezone.now()
     with transaction.atomic():
@@ -224,7 +228,7 @@ def _notify(blink_user: BlinkUser, since: datetime, *, exact: bool, unlocks: boo
             return False
         message = sms_send(company=blink_user.client.company, phone=blink_user.phone,
                            blink_user=blink_user, kind="lockout",
-                           text=lockout_text(blink_user, unlocks=unlocks))
+                           text=lockout_text(blink_user, unlocks=unlocks, resets=resets))
         LockoutNotice.objects.filter(pk=notice.pk).update(message=message)
         audit_record(company=blink_user.client.company, client=blink_user.client,
                      actor=MONITOR, action="lockout.notice", target=blink_user.username,
@@ -273,6 +277,9 @@ def lockouts_poll(*, connection_id: int) -> None:
         synced = set(Entry.objects.filter(connection=connection, kind=Entry.Kind.USER,
                                           on_premises_sync=True)
                      .values_list("object_id", flat=True))
+    # Without the client's AD connection, Blink can reset or unlock none of them.
+    synced_reachable = bool(synced) and Connection.objects.filter(
+        client_id=connection.client_id, kind=Connection.Kind.ACTIVE_DIRECTORY).exists()
     ended: list[BlinkUser] = []
     for user in users:
         since = locked.get(user.object_id)
@@ -290,7 +297,8 @@ def lockouts_poll(*, connection_id: int) -> None:
         else:
             _notify(user, since, exact=directory.lockout_start_exact,
                     unlocks=directory.unlocks or user.object_id in synced,
-                    reset_ends=reset_ends)
+                    reset_ends=reset_ends,
+                    resets=user.object_id not in synced or synced_reachable)
     if ended:
         ids = {user.pk for user in ended}
         _close(connection, ended, notices=[pk for pk, user_id, _ in opened if user_id in ids])

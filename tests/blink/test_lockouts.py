@@ -429,12 +429,17 @@ def test_an_entra_lockout_ends_with_blinks_reset_though_the_log_still_holds_it(
     assert len(notices_sent(sms_outbox)) == 2
 
 
+@pytest.mark.parametrize("ad_connected", [True, False])
 def test_an_entra_user_synced_from_ad_may_unlock_and_a_reset_in_ad_ends_nothing(
     graph_server: FakeGraph, entra: Connection, entra_user: BlinkUser,
     sms_outbox: list[locmem.SentSms], django_capture_on_commit_callbacks: Callable[..., Any],
+    ad_connected: bool,
 ) -> None:
     """Their password lives in AD: UNLOCK goes there, and a reset there does not end
-    Entra's own lockout."""
+    Entra's own lockout. Without the client's AD connection Blink can do neither, and the
+    text says whom to contact instead."""
+    if ad_connected:
+        Connection.objects.create(client=entra.client, kind=Connection.Kind.ACTIVE_DIRECTORY)
     Entry.objects.create(connection=entra, kind=Entry.Kind.USER,
                          object_id=entra_user.object_id, name="Pat Lee",
                          on_premises_sync=True)
@@ -445,7 +450,8 @@ def test_an_entra_user_synced_from_ad_may_unlock_and_a_reset_in_ad_ends_nothing(
 
     assert notices_sent(sms_outbox) == [
         "Your account pat@globex.example is locked. Reply UNLOCK to unlock it or RESET for a "
-        "new password."]
+        "new password." if ad_connected else
+        "Your account pat@globex.example is locked. Contact your IT support to unlock it."]
 
 
 def test_two_entra_polls_that_see_different_starts_tell_once(
