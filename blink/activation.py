@@ -13,6 +13,8 @@ texted to the phone they already confirmed, then to the PIN, and changes nothing
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -54,6 +56,14 @@ class ActivationRefused(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class ActivationLinkDead(ActivationRefused):
+    """The session's link died while the user was on a step (they were removed, activated
+    from another tab, or given a new link): answered like any other dead link."""
+
+    def __init__(self) -> None:
+        super().__init__("This link doesn't work any more.")
 
 
 def _link_holder(blink_user: BlinkUser | None) -> BlinkUser | None:
@@ -116,6 +126,36 @@ def _phone_taken(blink_user: BlinkUser, number: PhoneNumber) -> bool:
 
 PHONE_REFUSED = ("This number can't be used for Blink. Enter another mobile number, or ask "
                  "your IT support for help.")
+CODE_REFUSED = ("That code is wrong or has expired. Check the latest text from Blink, or "
+                "send a new code.")
+
+
+@contextmanager
+def _code_sending(blink_user: BlinkUser, *, statuses: tuple[str, ...],
+                  ip: str | None) -> Iterator[BlinkUser]:
+    """A transaction that texts ``blink_user`` a code, with their row locked and read
+    afresh (the page read it before any other request could commit).
+
+    Raises ``ActivationLinkDead`` when the user is gone, in none of ``statuses``, or no
+    longer holds the session's link, and ``SelfServicePaused`` (audited) while paused.
+    """
+    try:
+        with transaction.atomic():
+            fresh = (BlinkUser.objects.select_for_update(of=("self",))
+                     .select_related("client__company")
+                     .filter(pk=blink_user.pk, status__in=statuses,
+                             activation_token_hash=blink_user.activation_token_hash)
+                     .first())
+            if fresh is None:
+                raise ActivationLinkDead
+            if fresh.paused_until and fresh.paused_until > timezone.now():
+                raise SelfServicePaused(fresh.paused_until)
+            yield fresh
+    except SelfServicePaused:
+        # Outside the transaction: the refusal is recorded though nothing else is.
+        _audit(blink_user, ip, "activation.paused", AuditEvent.Result.REFUSED,
+               reason="paused: no code sent")
+        raise
 
 
 def activation_phone_submit(*, blink_user: BlinkUser, number: PhoneNumber,
@@ -123,15 +163,16 @@ def activation_phone_submit(*, blink_user: BlinkUser, number: PhoneNumber,
     """Remember the number the user typed and text it a code.
 
     A number that belongs to another Blink user is refused with the same sentence
-    as any other unusable number, and nothing changes.
+    as any other unusable number, and nothing changes. ``ActivationLinkDead`` and
+    ``SelfServicePaused`` as for ``_code_sending``: an Active user is never sent back
+    to verifying a phone.
     """
     if not is_textable(number) or _phone_taken(blink_user, number):
         _audit(blink_user, ip, "activation.phone", AuditEvent.Result.REFUSED,
                phone=phone_mask(str(number)),
                reason="in use" if is_textable(number) else "cannot receive SMS")
         raise ActivationRefused(PHONE_REFUSED)
-    with transaction.atomic():
-        blink_user = BlinkUser.objects.select_for_update().get(pk=blink_user.pk)
+    with _code_sending(blink_user, statuses=ACTIVATING, ip=ip) as blink_user:
         blink_user.pending_phone = number
         blink_user.status = BlinkUser.Status.VERIFYING_PHONE
         blink_user.save(update_fields=["pending_phone", "status"])
@@ -144,12 +185,13 @@ def activation_phone_submit(*, blink_user: BlinkUser, number: PhoneNumber,
 
 def pin_code_send(*, blink_user: BlinkUser, ip: str | None) -> None:
     """Choosing a PIN (an Active user): text a code to the phone they already confirmed.
-    The number cannot be changed here: a new one needs Reset User."""
-    if not blink_user.pin_missing() or not blink_user.phone:
-        raise ActivationRefused("This link is not for choosing a PIN.")
-    with transaction.atomic():
+    The number cannot be changed here: a new one needs Reset User. ``ActivationLinkDead``
+    and ``SelfServicePaused`` as for ``_code_sending``."""
+    with _code_sending(blink_user, statuses=(BlinkUser.Status.ACTIVE,), ip=ip) as blink_user:
+        if not blink_user.pin_missing() or not blink_user.phone:
+            raise ActivationLinkDead
         blink_user.pending_phone = blink_user.phone
-        BlinkUser.objects.filter(pk=blink_user.pk).update(pending_phone=blink_user.phone)
+        blink_user.save(update_fields=["pending_phone"])
         verification_code_issue(blink_user=blink_user, phone=str(blink_user.phone), ip=ip)
         _audit(blink_user, ip, "activation.code_sent", AuditEvent.Result.OK,
                phone=blink_user.masked_phone(), next="choose a PIN")
@@ -157,18 +199,20 @@ def pin_code_send(*, blink_user: BlinkUser, ip: str | None) -> None:
 
 def activation_code_resend(*, blink_user: BlinkUser, ip: str | None) -> None:
     """Text a fresh code to the number being verified; the previous code stops working.
-    One choosing a PIN gets it on the phone they have now."""
+    One choosing a PIN gets it on the phone they have now. ``ActivationLinkDead`` and
+    ``SelfServicePaused`` as for ``_code_sending``."""
     if blink_user.is_active():
         pin_code_send(blink_user=blink_user, ip=ip)
         return
-    if not blink_user.pending_phone:
-        raise ActivationRefused("Enter your mobile number first.")
-    with transaction.atomic():
+    with _code_sending(blink_user, statuses=ACTIVATING, ip=ip) as blink_user:
+        # The number as it is now: the user may have typed a new one since this page
+        # loaded, and only the number being verified may get a code.
+        if not blink_user.pending_phone:
+            raise ActivationRefused("Enter your mobile number first.")
         verification_code_issue(blink_user=blink_user, phone=str(blink_user.pending_phone),
                                 ip=ip)
         _audit(blink_user, ip, "activation.code_sent", AuditEvent.Result.OK,
-               phone=blink_user.masked_phone() or phone_mask(str(blink_user.pending_phone)),
-               resend="yes")
+               phone=phone_mask(str(blink_user.pending_phone)), resend="yes")
 
 
 @dataclass(frozen=True)
@@ -191,8 +235,9 @@ def activation_code_submit(*, blink_user: BlinkUser, code: str,
     the user's, the link dies, and a confirmation SMS goes out. For clients whose SMS reset
     needs a PIN, answer ``CodeVerified`` and leave the finish to ``activation_pin_submit``.
 
-    Raises ``ActivationRefused`` for a wrong or expired code and
-    ``sms.codes.SelfServicePaused`` after too many wrong codes.
+    Raises ``ActivationRefused`` for a wrong or expired code, or one texted to another
+    number than the one being verified, and ``sms.codes.SelfServicePaused`` after too many
+    wrong codes.
     """
     if not blink_user.pending_phone:
         raise ActivationRefused("Enter your mobile number first.")
@@ -203,18 +248,17 @@ def activation_code_submit(*, blink_user: BlinkUser, code: str,
         _audit(blink_user, ip, "activation.paused", AuditEvent.Result.REFUSED,
                reason="10 wrong codes in 24 hours")
         raise
-    if checked is None:
+    # A code proves only the number it went to; the finish checks the locked row against
+    # the same number, so a number changed meanwhile is never the one made Active.
+    if checked is None or checked.phone != blink_user.pending_phone:
         _audit(blink_user, ip, "activation.code", AuditEvent.Result.FAILED,
-               reason="wrong or expired code")
-        raise ActivationRefused(
-            "That code is wrong or has expired. Check the latest text from Blink, or "
-            "send a new code."
-        )
+               reason="wrong or expired code" if checked is None else "code for another number")
+        raise ActivationRefused(CODE_REFUSED)
     if blink_user.client.sms_reset_needs_pin:
         _audit(blink_user, ip, "activation.code", AuditEvent.Result.OK,
                next="choose a PIN")
         return CodeVerified(code_id=checked.pk)
-    return _activation_finish(blink_user=blink_user, ip=ip)
+    return _activation_finish(blink_user=blink_user, proved=checked.phone, ip=ip)
 
 
 PIN_LENGTHS = range(4, 7)
@@ -262,20 +306,24 @@ def activation_pin_submit(*, blink_user: BlinkUser, code_id: int, pin: str,
     problem = pin_problem(pin, phone=str(blink_user.pending_phone))
     if problem:
         raise ActivationRefused(problem)
-    return _activation_finish(blink_user=blink_user, ip=ip, pin_hash=make_password(pin))
+    return _activation_finish(blink_user=blink_user, proved=proof.phone, ip=ip,
+                              pin_hash=make_password(pin))
 
 
-def _activation_finish(*, blink_user: BlinkUser, ip: str | None,
+def _activation_finish(*, blink_user: BlinkUser, proved: PhoneNumber, ip: str | None,
                        pin_hash: str = "") -> Activated:
+    """Make ``proved``, the number the user's code went to, theirs (or keep it, for one
+    choosing a PIN), if it is still the number being verified."""
     company = blink_user.client.company
     reset_hint = "Text RESET and your PIN here." if pin_hash else "Text RESET here."
     try:
         with transaction.atomic():
-            fresh = BlinkUser.objects.select_for_update().get(pk=blink_user.pk)
+            fresh = BlinkUser.objects.select_for_update().filter(pk=blink_user.pk).first()
+            if fresh is None:  # removed by an admin a moment ago
+                raise ActivationLinkDead
             # An Active user choosing a PIN; their link is cleared once they have.
             pin_only = fresh.is_active() and bool(fresh.activation_token_hash and pin_hash)
-            if (not (fresh.status in ACTIVATING or pin_only)
-                    or fresh.pending_phone != blink_user.pending_phone):
+            if not (fresh.status in ACTIVATING or pin_only) or fresh.pending_phone != proved:
                 raise ActivationRefused("This activation has already finished.")
             if pin_only and fresh.phone != fresh.pending_phone:
                 # An admin changed the number since the code went out: the code proved

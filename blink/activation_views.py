@@ -129,8 +129,12 @@ def activation_phone(request: HttpRequest) -> HttpResponse:
                     ip=client_ip(request),
                 )
                 return redirect("activation-code")
+            except activation.ActivationLinkDead:
+                return _invalid_link(request)
             except activation.ActivationRefused as refused:
                 form.add_error("phone", refused.message)
+            except SelfServicePaused:
+                return _paused(request, company)
             except SendLimited as limited:
                 return _too_many(request, company, limited)
     elif blink_user.pending_phone:
@@ -149,6 +153,8 @@ def _pin_start(request: HttpRequest, blink_user: BlinkUser) -> HttpResponse:
             activation.pin_code_send(blink_user=blink_user, ip=client_ip(request))
         except activation.ActivationRefused:
             return _invalid_link(request)
+        except SelfServicePaused:
+            return _paused(request, company)
         except SendLimited as limited:
             return _too_many(request, company, limited)
         return redirect("activation-code")
@@ -159,6 +165,12 @@ def _pin_start(request: HttpRequest, blink_user: BlinkUser) -> HttpResponse:
 def _too_many(request: HttpRequest, company: Company, limited: SendLimited) -> HttpResponse:
     minutes = max(1, round(limited.retry_after / 60))
     return _page(request, "too_many.html", company, {"minutes": minutes}, status=429)
+
+
+def _paused(request: HttpRequest, company: Company) -> HttpResponse:
+    # The session ends with the pause: the page tells the user to come back with the link.
+    request.session.pop(SESSION_KEY, None)
+    return _page(request, "paused.html", company, status=429)
 
 
 # The code and the PIN stay out of error reports: as posted, and as locals here and below.
@@ -179,6 +191,12 @@ def activation_code(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and "resend" in request.POST:
         try:
             activation.activation_code_resend(blink_user=blink_user, ip=client_ip(request))
+        except activation.ActivationLinkDead:
+            return _invalid_link(request)
+        except activation.ActivationRefused:
+            return redirect("activation-phone")  # no number to resend to
+        except SelfServicePaused:
+            return _paused(request, company)
         except SendLimited as limited:
             return _too_many(request, company, limited)
         form = CodeForm()
@@ -190,11 +208,12 @@ def activation_code(request: HttpRequest) -> HttpResponse:
                 done = activation.activation_code_submit(
                     blink_user=blink_user, code=form.cleaned_data["code"], ip=client_ip(request)
                 )
+            except activation.ActivationLinkDead:
+                return _invalid_link(request)
             except activation.ActivationRefused as refused:
                 form.add_error("code", refused.message)
             except SelfServicePaused:
-                request.session.pop(SESSION_KEY, None)
-                return _page(request, "paused.html", company, status=429)
+                return _paused(request, company)
             else:
                 if isinstance(done, activation.CodeVerified):
                     # The session, not the browser, carries the proof to the PIN step.
@@ -242,6 +261,8 @@ def activation_pin(request: HttpRequest) -> HttpResponse:
                     key: value for key, value in request.session[SESSION_KEY].items()
                     if key != "verified"}
                 return redirect("activation-code")
+            except activation.ActivationLinkDead:
+                return _invalid_link(request)
             except activation.ActivationRefused as refused:
                 form.add_error("pin", refused.message)
             else:

@@ -227,6 +227,31 @@ def test_ten_wrong_codes_a_day_pause_self_service(invited, sms_outbox,
     assert invited.status != "active"
 
 
+def test_a_paused_user_is_texted_no_code(invited, sms_outbox,
+                                        django_capture_on_commit_callbacks):
+    browser = Browser()
+    start(browser, invited)
+    submit_phone(browser, django_capture_on_commit_callbacks)
+    BlinkUser.objects.filter(pk=invited.pk).update(
+        paused_until=timezone.now() + timedelta(hours=1))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        resent = browser.post("/activate/code/", {"resend": "1"})
+    again = Browser()
+    start(again, invited)
+    with django_capture_on_commit_callbacks(execute=True):
+        typed = again.post("/activate/phone/", {"phone": OTHER_PHONE})
+
+    for answer in (resent, typed):
+        assert answer.status_code == 429
+        assert "paused activation for 24 hours" in answer.content.decode()
+    assert len(sms_outbox) == 1
+    invited.refresh_from_db()
+    assert str(invited.pending_phone) == PHONE
+    assert invited.status == BlinkUser.Status.VERIFYING_PHONE
+    assert AuditEvent.objects.filter(action="activation.paused", result="refused").count() == 2
+
+
 def test_codes_are_capped_before_the_provider_is_called(invited, sms_outbox,
                                                         django_capture_on_commit_callbacks):
     browser = Browser()

@@ -16,6 +16,8 @@ from django.views.debug import SafeExceptionReporterFilter
 
 from blink.activation import pin_problem
 from blink.activation_views import activation_code, activation_pin
+from blink.audit import SYSTEM
+from blink.invitations import blink_user_pin_ask
 from blink.models import AuditEvent, BlinkUser
 from clients.models import Client
 from sms.backends import locmem
@@ -27,6 +29,7 @@ from tests.blink.test_activation import (
     latest_code,
     start,
 )
+from tests.conftest import demo_blink_user
 
 PIN = "4821"
 
@@ -132,6 +135,35 @@ def test_a_stale_or_changed_number_sends_the_user_back_for_a_new_code(
     assert browser.get("/activate/pin/")["Location"] == "/activate/code/"
     invited.refresh_from_db()
     assert invited.status == BlinkUser.Status.VERIFYING_PHONE
+
+
+def test_a_paused_active_user_choosing_a_pin_is_texted_no_code(
+    pin_client: Client, directory: Any,  # noqa: F811
+    sms_outbox: list[locmem.SentSms], django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    user = demo_blink_user(pin_client, directory, PHONE)
+    BlinkUser.objects.filter(pk=user.pk).update(email="ava@globex.example")
+    user.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=True):
+        blink_user_pin_ask(blink_user=user, actor=SYSTEM)
+    browser = Browser()
+    start(browser, user)
+    with django_capture_on_commit_callbacks(execute=True):
+        browser.post("/activate/phone/")
+    BlinkUser.objects.filter(pk=user.pk).update(paused_until=timezone.now() + timedelta(hours=1))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        resent = browser.post("/activate/code/", {"resend": "1"})
+    again = Browser()
+    start(again, user)
+    with django_capture_on_commit_callbacks(execute=True):
+        asked = again.post("/activate/phone/")
+
+    for answer in (resent, asked):
+        assert answer.status_code == 429 and b"paused activation" in answer.content
+    assert len(sms_outbox) == 1
+    user.refresh_from_db()
+    assert user.status == BlinkUser.Status.ACTIVE and user.pin_hash == ""
 
 
 def test_clients_without_the_option_skip_the_pin_step(
