@@ -198,6 +198,8 @@ def _notify(blink_user: BlinkUser, since: datetime, *, exact: bool, unlocks: boo
         if reset_ends and reset_at is not None and since < reset_at:
             return False  # reset during the poll: the refusals are from before it
         told = LockoutNotice.objects.filter(blink_user=blink_user, closed_at=None).first()
+        if told is not None and exact and told.locked_since > since:
+            return False  # a poll that asked later told them of a newer lockout already
         if told is not None and told.locked_since != since and exact:
             told = None  # it ended and the account locked again between two polls
         if told is None:

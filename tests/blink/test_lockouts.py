@@ -573,6 +573,29 @@ def test_a_poll_that_ran_long_does_not_end_a_lockout_a_later_poll_told(
     assert LockoutNotice.objects.filter(closed_at=None).count() == 1
 
 
+def test_a_poll_holding_an_older_lockout_does_not_text_after_a_newer_one_was_told(
+    demo: Connection, alex: BlinkUser, sms_outbox: list[locmem.SentSms],
+    django_capture_on_commit_callbacks: Callable[..., Any], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Poll A hears of a lockout; before it acts, the account is unlocked and locked again
+    and poll B tells the user of the new one. A's older news is not texted."""
+    lock(demo, alex)
+    account = DemoObject.objects.filter(connection=demo, object_id=alex.object_id)
+
+    def relock_and_poll_b() -> None:
+        account.update(locked_at=timezone.now() + timedelta(seconds=5))
+        lockouts_poll(connection_id=demo.pk)
+
+    while_asking(monkeypatch, DemoDirectory, relock_and_poll_b)
+    poll(demo, django_capture_on_commit_callbacks)  # poll A
+
+    assert len(notices_sent(sms_outbox)) == 1
+    [notice] = LockoutNotice.objects.filter(closed_at=None)
+    assert notice.locked_since == account.get().locked_at
+    alex.refresh_from_db()
+    assert alex.locked_since == notice.locked_since
+
+
 @pytest.mark.parametrize("change", ["left", "archived", "monitoring_off"])
 def test_a_user_no_longer_watched_when_the_directory_answers_is_not_texted(
     change: str, acme_client: Client, demo: Connection, sms_outbox: list[locmem.SentSms],
