@@ -286,14 +286,21 @@ def activation_done(request: HttpRequest) -> HttpResponse:
     })
 
 
+def _vcard_text(value: str) -> str:
+    """A vCard text value (RFC 2426): backslash, comma and semicolon escaped, and no line
+    break that could start a line of its own."""
+    value = value.replace("\\", "\\\\").replace(",", "\\,").replace(";", "\\;")
+    return " ".join(value.splitlines())
+
+
 @require_GET
 def contact_card(request: HttpRequest, company_id: int) -> HttpResponse:
     """A vCard of the company's Blink number, to save on the phone."""
     company = get_object_or_404(Company, pk=company_id)
     number = company_sms_number(company)
-    name = f"Blink ({company.name})".replace("\n", " ").replace(";", ",")
     card = "\r\n".join([
-        "BEGIN:VCARD", "VERSION:3.0", f"FN:{name}", f"ORG:{company.name.replace(';', ',')}",
+        "BEGIN:VCARD", "VERSION:3.0", f"FN:{_vcard_text(f'Blink ({company.name})')}",
+        f"ORG:{_vcard_text(company.name)}",
         f"TEL;TYPE=CELL:{number}",
         "NOTE:Text RESET for a new password or UNLOCK to unlock your account.",
         "END:VCARD", "",

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 from phonenumber_field.phonenumber import PhoneNumber
@@ -77,6 +78,7 @@ def _page(request: ConsoleRequest, form: PhoneReplyForm, status: int = 200) -> H
     }, status=status)
 
 
+@never_cache  # it shows codes and temporary passwords
 @console_view(write=True)
 def dev_outbox(request: ConsoleRequest) -> HttpResponse:
     """Every caught email and SMS, newest first, with a box to text Blink as a phone."""

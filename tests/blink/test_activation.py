@@ -135,6 +135,18 @@ def test_contact_card(company, settings):
     assert "BEGIN:VCARD" in card and f"TEL;TYPE=CELL:{settings.BLINK_SMS_NUMBER}" in card
 
 
+def test_a_company_name_cannot_add_lines_to_the_contact_card(company):
+    company.name = "Acme; IT, Inc\r\nTEL;TYPE=CELL:+19005550100"
+    company.save()
+
+    card = Browser().get(f"/brand/{company.pk}/blink.vcf").content.decode()
+
+    lines = card.split("\r\n")
+    [tel] = [line for line in lines if line.startswith("TEL")]
+    assert "9005550100" not in tel
+    assert "ORG:Acme\\; IT\\, Inc TEL\\;TYPE=CELL:+19005550100" in lines
+
+
 def test_unknown_tampered_expired_and_used_links_look_the_same(invited):
     email_link = path_of(link_in(mail.outbox[-1]))
     tampered = email_link[:-3] + ("A" if email_link[-3] != "A" else "B") + email_link[-2:]

@@ -73,6 +73,7 @@ def test_owners_and_admins_see_everything_readers_are_refused(
         return
     # The outsider owns another company; outbox rows belong to no company (a dev tool).
     assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]  # codes and passwords: never cached
     page = response.content.decode()
     assert "Activate Blink" in page
     assert "Your Acme IT Blink code is 424242." in page
