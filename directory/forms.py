@@ -29,9 +29,12 @@ class ConnectionFormBase(OneValueForm):
 
     secret_fields: tuple[str, ...] = ()
 
-    def __init__(self, *args: Any, editing: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, editing: bool = False,
+                 stored: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        """``stored``: the parameters saved so far, when editing."""
         super().__init__(*args, **kwargs)
         self.editing = editing
+        self.stored = stored or {}
         for name in self.secret_fields:
             field = self.fields[name]
             field.required = not editing
@@ -128,6 +131,14 @@ class ActiveDirectoryForm(ConnectionFormBase):
                 self.add_error("ca_pem", "This is not a PEM certificate (-----BEGIN "
                                "CERTIFICATE----- …).")
         cleaned["ca_pem"] = pem.strip()
+        moved = self.editing and any(
+            name in cleaned and cleaned[name] != self.stored.get(name, "")
+            for name in ("url", "ca_pem"))
+        if moved and not cleaned.get("bind_password") and "bind_password" not in self.errors:
+            # Else anyone who may edit this could point it at a server of their own and
+            # have the next test send them the stored password.
+            self.add_error("bind_password", "Enter the bind password again: Blink sends the "
+                           "stored one only to the server and certificate it was saved for.")
         return cleaned
 
     def parameters(self) -> dict[str, Any]:

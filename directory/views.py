@@ -90,7 +90,8 @@ def connection_edit(request: ConsoleRequest, client_id: int, connection_id: int)
     if form_class is None:
         raise Http404("The demo directory has nothing to edit.")
     if request.method == "POST":
-        form = form_class(request.POST, request.FILES or None, editing=True)
+        form = form_class(request.POST, request.FILES or None, editing=True,
+                          stored=connection.parameters)
         if form.is_valid():
             actor = Actor.from_request(request)
             services.connection_save(

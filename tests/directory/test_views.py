@@ -121,6 +121,30 @@ def test_editing_without_a_password_keeps_the_stored_one(login, owner, acme_clie
     assert connection.secrets() == {"bind_password": "Service-Pa55word"}
 
 
+@pytest.mark.parametrize("change", ["url", "ca_pem"])
+def test_a_new_server_or_ca_needs_the_password_again(login, owner, acme_client, change):
+    """Otherwise anyone who may edit the connection could point it at a server of their own
+    and have Blink's next test send them the stored bind password."""
+    browser = login(owner)
+    browser.post(f"/clients/{acme_client.pk}/directory/add/active_directory/", AD_FORM)
+    connection = Connection.objects.get(client=acme_client)
+    edit = f"/clients/{acme_client.pk}/directory/{connection.pk}/"
+    changed = {**AD_FORM, "bind_password": "",
+               change: "ldaps://dc9.elsewhere.example:636" if change == "url" else a_ca_pem()}
+
+    response = browser.post(edit, changed)
+
+    assert response.status_code == 200
+    assert "Enter the bind password again" in response.content.decode()
+    connection.refresh_from_db()
+    assert connection.parameters["url"] == AD_FORM["url"]
+    assert connection.parameters["ca_pem"] == ""
+    assert browser.post(edit, {**changed, "bind_password": "New-Pa55word"}).status_code == 302
+    connection.refresh_from_db()
+    assert connection.parameters[change] == changed[change].strip()
+    assert connection.secrets() == {"bind_password": "New-Pa55word"}
+
+
 def test_lockout_watching_can_be_turned_off_and_on(login, owner, acme_client):
     browser = login(owner)
     browser.post(f"/clients/{acme_client.pk}/directory/add/active_directory/", AD_FORM)
