@@ -10,9 +10,10 @@ User data never reaches a DN here (DNs come from the server, and a ``<GUID=…>`
 built from a parsed UUID's hex digits), and the only value built into a filter, the
 objectGUID, is escaped byte by byte.
 
-A reset reads the user once (one base search: scope check, tokenGroups, resultant PSO, names)
-and writes once; the domain's policy and the PSOs, which rarely change, are kept per
-connection for ``POLICY_CACHE_SECONDS`` and forgotten when the directory refuses a password.
+A reset reads the user once (one base search: scope check, tokenGroups, objectSid, resultant
+PSO, names) and writes once; the domain's policy and the PSOs, which rarely change, are kept
+per connection for ``POLICY_CACHE_SECONDS`` and forgotten when the directory refuses a
+password.
 
 Whether an account is privileged is never cached across operations. The one read a reset
 makes is done by ``password_policy(object_id)``, which keeps that entry (tokenGroups
@@ -64,7 +65,7 @@ PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"
 USER_FILTER = "(&(objectCategory=person)(objectClass=user))"
 USER_ATTRIBUTES = [
     "objectGUID", "sAMAccountName", "userPrincipalName", "displayName", "givenName", "sn",
-    "mail", "mobile", "userAccountControl", "primaryGroupID",
+    "mail", "mobile", "userAccountControl", "primaryGroupID", "objectSid",
 ]
 UF_ACCOUNTDISABLE = 0x2
 # "Password never expires": AD then ignores pwdLastSet=0 (no change required at logon), so
@@ -76,9 +77,11 @@ PASSWORD_COMPLEX = 0x1
 # a refusal by the directory forgets them at once).
 POLICY_CACHE_SECONDS = 300
 # What a reset or unlock reads of the user, in its one base search. tokenGroups (nested and
-# primary groups, for the privileged check) is only returned by base searches.
+# primary groups, for the privileged check) is only returned by base searches; objectSid
+# names the built-in accounts, whatever their groups.
 ACCOUNT_ATTRIBUTES = [
     "sAMAccountName", "displayName", "userAccountControl", "msDS-ResultantPSO", "tokenGroups",
+    "objectSid",
 ]
 # How long the account entry read by ``password_policy`` may serve the ``reset_password``
 # that follows it on the same adapter: long enough to make and seal a password, too short
@@ -101,7 +104,7 @@ PROTECTED_RIDS = {
     526: "Key Admins",
     527: "Enterprise Key Admins",
 }
-# …and the built-in ones, by SID.
+# …the built-in ones, by SID…
 PROTECTED_BUILTIN_SIDS = {
     "S-1-5-32-544": "Administrators",
     "S-1-5-32-548": "Account Operators",
@@ -109,6 +112,12 @@ PROTECTED_BUILTIN_SIDS = {
     "S-1-5-32-550": "Print Operators",
     "S-1-5-32-551": "Backup Operators",
     "S-1-5-32-552": "Replicator",
+}
+# …and the accounts that are privileged by their own relative id, even when taken out of
+# every group above.
+PROTECTED_ACCOUNT_RIDS = {
+    500: "the domain's built-in Administrator account",
+    502: "the domain's Kerberos service account (krbtgt)",
 }
 
 # ldap3 raises these when the network or the server goes away.
@@ -273,6 +282,12 @@ def _protected_group_name(sid: str) -> str | None:
 def _rid(sid: str) -> int | None:
     parts = sid.split("-")
     return int(parts[-1]) if len(parts) == 8 and parts[3] == "21" else None
+
+
+def _protected_account_name(raw_sid: bytes) -> str | None:
+    """What built-in privileged account an objectSid belongs to, if any."""
+    rid = _rid(_sid(raw_sid))
+    return PROTECTED_ACCOUNT_RIDS.get(rid) if rid is not None else None
 
 
 def _filetime(value: int) -> datetime:
@@ -762,11 +777,26 @@ class ActiveDirectory:
             raise _user_not_found(object_id)
         return found[0]
 
-    def _protected_groups(self, dn: str) -> list[str]:
-        """The privileged groups the account belongs to, nested and primary included."""
-        entries = self._search(dn, "(objectClass=*)", ["tokenGroups"], scope=BASE,
+    def _privileged(self, dn: str) -> bool:
+        """Whether the account is a built-in privileged one or belongs to a privileged
+        group, nested and primary included."""
+        entries = self._search(dn, "(objectClass=*)", ["objectSid", "tokenGroups"], scope=BASE,
                                paged=False, action="read the user's group memberships")
-        return self._protected_in(entries[0] if entries else {"raw_attributes": {}})
+        entry = entries[0] if entries else {"raw_attributes": {}}
+        return bool(self._protected_account(entry) or self._protected_in(entry))
+
+    def _protected_account(self, entry: dict[str, Any]) -> str | None:
+        """The built-in privileged account ``entry`` is (by its objectSid), if it is one."""
+        raw_sid = _first(entry, "objectSid")
+        if raw_sid is None:
+            # Every account has a SID: nothing means "may not read", so refuse.
+            raise DirectoryError(
+                f"The service account {self.settings.bind_user} cannot read this user's "
+                "objectSid, so Blink cannot tell whether it is a built-in privileged account: "
+                "give it read access to the users.",
+                permanent=True, code="insufficient_rights",
+            )
+        return _protected_account_name(raw_sid)
 
     def _protected_in(self, entry: dict[str, Any]) -> list[str]:
         """The privileged groups named by the tokenGroups of ``entry`` (read by a base search
@@ -867,6 +897,10 @@ class ActiveDirectory:
         for key, group in groups.items():
             if group.sid and _protected_group_name(group.sid):
                 protected |= resolved[key]
+        for object_id, entry in users.items():
+            raw_sid = _first(entry, "objectSid")
+            if raw_sid is not None and _protected_account_name(raw_sid):
+                protected.add(object_id)
 
         return Snapshot(
             org_units=sorted(org_units.values(), key=lambda ou: ou.dn.lower()),
@@ -946,8 +980,7 @@ class ActiveDirectory:
     def get_user(self, object_id: str) -> DirectoryUser:
         """One user by objectGUID; ``DirectoryError(code="not_found")`` outside the scope."""
         entry = self._user_entry(object_id, USER_ATTRIBUTES)
-        return self._user(_object_id(entry), entry,
-                          protected=bool(self._protected_groups(entry["dn"])))
+        return self._user(_object_id(entry), entry, protected=self._privileged(entry["dn"]))
 
     def password_policy(self, object_id: str | None = None) -> PasswordPolicy:
         """The domain's policy, or the user's resultant fine-grained policy where one applies.
@@ -1059,7 +1092,8 @@ class ActiveDirectory:
         change it at next logon, and lockoutTime=0 when ``unlock``. Privileged accounts are
         refused (``code="protected"``), and so, when the user must change the password, are
         accounts whose password never expires (``code="never_expires"``: AD would not ask
-        for the change); a password the policy rejects raises
+        for the change) or whose userAccountControl the service account cannot read
+        (``code="insufficient_rights"``); a password the policy rejects raises
         ``code="policy"`` naming the rule. The account is read once per reset: here, or
         just before by ``password_policy`` for the same user on this adapter."""
         if not isinstance(new_password, str) or not new_password.strip():
@@ -1073,6 +1107,19 @@ class ActiveDirectory:
             )
         entry = self._account_for_reset(object_id)
         self._refuse_protected(entry, "reset the password of")
+        if must_change and _first(entry, "userAccountControl") is None:
+            # Unreadable is not "0": the account may be set to never expire, and then the
+            # temporary password would stay. Refuse, as for unreadable tokenGroups.
+            logger.warning("refused to reset %s: userAccountControl not readable",
+                           _object_id(entry))
+            raise DirectoryError(
+                f"Blink did not reset {_who(entry)}'s password: the service account "
+                f"{self.settings.bind_user} cannot read the account's userAccountControl, so "
+                "Blink cannot tell whether its password is set to never expire (Windows would "
+                "then never ask for the temporary password to be replaced). Give the service "
+                "account read access to userAccountControl on the users, then reset again.",
+                permanent=True, code="insufficient_rights",
+            )
         if must_change and _integer(entry, "userAccountControl") & UF_DONT_EXPIRE_PASSWD:
             # AD would take pwdLastSet=0 and ignore it: the temporary password, which went
             # by SMS, would stay the account's password for good.
@@ -1120,6 +1167,16 @@ class ActiveDirectory:
         """Refuse a privileged account; ``entry`` was read for this very operation (by
         ``_account_entry``, or by this reset's ``password_policy`` at most
         ACCOUNT_REUSE_SECONDS before), so its tokenGroups are current."""
+        account = self._protected_account(entry)
+        if account:
+            who = _who(entry)
+            logger.warning("refused to %s protected account %s (%s)", action,
+                           _object_id(entry), account)
+            raise DirectoryError(
+                f"Blink does not {action} privileged accounts: {who} is {account}, which "
+                "stays privileged whatever its groups. Do it in Active Directory itself.",
+                permanent=True, code="protected",
+            )
         groups = self._protected_in(entry)
         if groups:
             who = _who(entry)
@@ -1232,10 +1289,11 @@ class ActiveDirectory:
         return found
 
     def is_protected(self, object_id: str) -> bool:
-        """Whether the account is privileged: a member, through any nesting or its primary
-        group, of a protected group (by SID, from the user's tokenGroups)."""
+        """Whether the account is privileged: the built-in Administrator or krbtgt (by the
+        RID of its objectSid), or a member, through any nesting or its primary group, of a
+        protected group (by SID, from the user's tokenGroups)."""
         entry = self._user_entry(object_id)
-        return bool(self._protected_groups(entry["dn"]))
+        return self._privileged(entry["dn"])
 
     def close(self) -> None:
         """Close this process's connection for these settings (the next call reopens one)."""

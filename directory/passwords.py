@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 
 from directory.base import PasswordPolicy
@@ -17,6 +18,11 @@ ALPHABET = "".join(CATEGORIES)
 
 # Short enough to type from an SMS, long enough for AD's usual policies.
 DEFAULT_LENGTH = 12
+# Where AD splits a display name into the parts a password may not contain: commas,
+# periods, hyphens, underscores, number signs, tabs and spaces.
+NAME_DELIMITERS = re.compile(r"[,.\-_#\t ]+")
+# AD ignores name parts shorter than this.
+MIN_NAME_PART = 3
 
 
 def temporary_password_length(policy: PasswordPolicy, requested: int = DEFAULT_LENGTH) -> int:
@@ -32,12 +38,13 @@ def temporary_password(
     """A new random password from ``secrets`` that meets ``policy``.
 
     It holds at least one lower-case letter, capital, digit and symbol, so it
-    satisfies AD complexity (three of four categories) with room to spare. Values
-    in ``avoid`` (the account name, parts of the display name) never appear in it,
-    as AD complexity also forbids.
+    satisfies AD complexity (three of four categories) with room to spare. Neither
+    a value in ``avoid`` (the account name, the display name or its words) nor any
+    part of one split the way AD splits display names appears in it, in any case, as
+    AD complexity also forbids.
     """
     size = temporary_password_length(policy, length)
-    forbidden = [part.lower() for part in avoid if len(part) >= 3]
+    forbidden = _name_parts(avoid)
     while True:
         chars = [secrets.choice(category) for category in CATEGORIES]
         chars += [secrets.choice(ALPHABET) for _ in range(size - len(chars))]
@@ -48,3 +55,14 @@ def temporary_password(
         password = "".join(chars)
         if not any(part in password.lower() for part in forbidden):
             return password
+
+
+def _name_parts(values: tuple[str, ...]) -> set[str]:
+    """Each value whole and its parts split at AD's delimiters, lowercased, where at least
+    MIN_NAME_PART long."""
+    parts: set[str] = set()
+    for value in values:
+        for part in (value, *NAME_DELIMITERS.split(value)):
+            if len(part) >= MIN_NAME_PART:
+                parts.add(part.lower())
+    return parts

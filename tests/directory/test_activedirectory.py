@@ -32,6 +32,7 @@ from tests.fixtures.samba import (
     ca_pem_fresh,
     strong_password,
 )
+from tests.fixtures.samba import _run as samba_run
 
 pytestmark = [
     pytest.mark.integration,
@@ -795,3 +796,94 @@ def test_an_account_whose_password_never_expires_is_not_given_a_temporary_passwo
     # Without "must change", as an admin's own tools would set it, it is no concern of this.
     ad.reset_password(user.object_id, new, must_change=False)
     assert samba_dc.try_bind(user.upn, new) == (True, "")
+
+
+# --- what the service account cannot read, and accounts privileged by their RID -----------
+
+USER_ACCOUNT_CONTROL_ATTR = "bf967a68-0de6-11d0-a285-00aa003049e2"
+
+
+def _deny_read(samba_dc: SambaDC, object_dn: str, attribute_guid: str, trustee_dn: str) -> None:
+    """An explicit deny-read ACE for ``trustee_dn`` on one attribute of ``object_dn``, written
+    with samba-tool into sam.ldb the way the fixture delegates (Samba's LDAP server only
+    takes binary security descriptors)."""
+    trustee_sid = activedirectory._sid(samba_dc.read(trustee_dn, "objectSid")["objectSid"][0])
+    conf = samba_dc.directory / "dc" / "etc" / "smb.conf"
+    sam_ldb = samba_dc.directory / "dc" / "private" / "sam.ldb"
+    samba_run(["samba-tool", "dsacl", "set", "-H", str(sam_ldb), "-s", str(conf),
+               f"--objectdn={object_dn}", f"--sddl=(OD;;RP;{attribute_guid};;{trustee_sid})"],
+              "samba-tool dsacl set (deny read)")
+
+
+def _object_id_at(samba_dc: SambaDC, dn: str) -> str:
+    return str(uuid.UUID(bytes_le=samba_dc.read(dn, "objectGUID")["objectGUID"][0]))
+
+
+def test_a_reset_is_refused_when_user_account_control_cannot_be_read(
+    ad: ActiveDirectory, samba_dc: SambaDC, samba_user: MakeUser,
+) -> None:
+    # Unreadable, the "password never expires" flag would pass for unset, and the texted
+    # temporary password could stay for good on an account that has it.
+    user = samba_user(never_expires=True)
+    _deny_read(samba_dc, user.dn, USER_ACCOUNT_CONTROL_ATTR, samba_dc.service_dn)
+    as_service = ldap3.Connection(samba_dc.server(), samba_dc.service_upn,
+                                  samba_dc.service_password, auto_bind=True)
+    try:
+        as_service.search(user.dn, "(objectClass=*)", ldap3.BASE,
+                          attributes=["userAccountControl", "tokenGroups"])
+        seen = as_service.response[0]["raw_attributes"]
+    finally:
+        as_service.unbind()
+    assert not seen.get("userAccountControl") and seen["tokenGroups"]  # the ACE took effect
+    new = strong_password()
+
+    error = _error(lambda: ad.reset_password(user.object_id, new))
+
+    assert error.code == "insufficient_rights" and error.permanent
+    assert "userAccountControl" in error.message and samba_dc.service_upn in error.message
+    assert samba_dc.try_bind(user.upn, user.password) == (True, "")
+    assert samba_dc.try_bind(user.upn, new)[0] is False
+
+
+def test_the_built_in_administrator_is_refused_whatever_its_groups(
+    ad: ActiveDirectory, samba_dc: SambaDC, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Taking Administrator out of its groups would leave the shared DC without a working
+    # admin, so the group check is blinded instead: only the account's own RID can refuse.
+    monkeypatch.setattr(activedirectory, "PROTECTED_RIDS", {})
+    monkeypatch.setattr(activedirectory, "PROTECTED_BUILTIN_SIDS", {})
+    administrator = _object_id_at(samba_dc, samba_dc.admin_dn)
+    before = samba_dc.read(samba_dc.admin_dn, "pwdLastSet", "lockoutTime")
+
+    # Its own password, without "must change": were it ever let through, the fixture's
+    # admin would still sign in.
+    reset = _error(lambda: ad.reset_password(administrator, samba_dc.admin_password,
+                                             must_change=False, unlock=True))
+    unlock = _error(lambda: ad.unlock(administrator))
+
+    for error in (reset, unlock):
+        assert error.code == "protected" and error.permanent
+        assert "built-in Administrator account" in error.message
+    assert ad.is_protected(administrator) is True
+    assert ad.get_user(administrator).protected is True
+    assert samba_dc.read(samba_dc.admin_dn, "pwdLastSet", "lockoutTime") == before
+    assert samba_dc.try_bind(samba_dc.admin_upn, samba_dc.admin_password) == (True, "")
+
+
+def test_krbtgt_is_refused_though_it_is_in_no_privileged_group(
+    ad: ActiveDirectory, samba_dc: SambaDC,
+) -> None:
+    krbtgt_dn = f"CN=krbtgt,CN=Users,{samba_dc.base_dn}"
+    krbtgt = _object_id_at(samba_dc, krbtgt_dn)
+    before = samba_dc.read(krbtgt_dn, "pwdLastSet", "lockoutTime")
+
+    reset = _error(lambda: ad.reset_password(krbtgt, strong_password(), unlock=True))
+    unlock = _error(lambda: ad.unlock(krbtgt))
+
+    for error in (reset, unlock):
+        assert error.code == "protected" and error.permanent
+        assert "krbtgt" in error.message
+    assert ad.is_protected(krbtgt) is True
+    assert samba_dc.read(krbtgt_dn, "pwdLastSet", "lockoutTime") == before
+    snapshot = {user.username: user for user in ad.snapshot().users}
+    assert snapshot["krbtgt"].protected is True and snapshot["krbtgt"].enabled is False

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import secrets
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -45,5 +48,71 @@ def test_never_contains_the_account_name(name):
 
 
 def test_passwords_differ():
-    policy = PasswordPolicy(min_length=12, complexity=True)
+    policy = TWELVE
     assert len({temporary_password(policy) for _ in range(200)}) == 200
+
+
+TWELVE = PasswordPolicy(min_length=12, complexity=True)
+
+
+def _first_draw_forced(monkeypatch, draw: str) -> list[str]:
+    """Make ``temporary_password``'s first attempt spell ``draw`` (one character per
+    ``secrets.choice`` call, no shuffle) and later attempts random; return every draw."""
+    real_choice = secrets.choice
+    forced = iter(draw)
+    drawn: list[str] = []
+
+    def choice(seq):
+        character = next(forced, None) or real_choice(seq)
+        drawn.append(character)
+        return character
+
+    monkeypatch.setattr(secrets, "choice", choice)
+    # randbelow(index + 1) == index swaps each character with itself.
+    monkeypatch.setattr(secrets, "randbelow", lambda bound: bound - 1)
+    return drawn
+
+
+def test_a_display_name_part_split_at_a_hyphen_is_avoided(monkeypatch):
+    # One lower, upper, digit and symbol, then "LUC" from the whole alphabet: AD would
+    # refuse this for "Jean-Luc Picard", whose display name it splits into jean, luc, picard.
+    forced = "aQ3!LUCxyzwv"
+    drawn = _first_draw_forced(monkeypatch, forced)
+
+    password = temporary_password(TWELVE, avoid=("jpicard", "Jean-Luc Picard"))
+
+    assert len(drawn) > len(forced)  # the forced first attempt was drawn and thrown away
+    assert password != forced and "luc" not in password.lower()
+
+
+@pytest.mark.parametrize(
+    "display_name",
+    ["Jean-Luc Picard", "Picard, Jean.Luc", "jean_luc#picard", "Jean\tLuc Picard"],
+)
+def test_every_delimiter_ad_splits_on_is_used(monkeypatch, display_name):
+    forced = "aQ3!LUCxyzwv"
+    _first_draw_forced(monkeypatch, forced)
+
+    password = temporary_password(TWELVE, avoid=(display_name,))
+
+    assert "luc" not in password.lower()
+
+
+def test_name_parts_shorter_than_three_characters_are_allowed(monkeypatch):
+    # AD ignores "Li" and "Wu" in "Li Wu-Chen"; refusing them would only cost draws.
+    forced = "aQ3!LiWUxyzw"
+    drawn = _first_draw_forced(monkeypatch, forced)
+
+    password = temporary_password(TWELVE, avoid=("Li Wu-Chen",))
+
+    assert password == forced and len(drawn) == len(forced)
+
+
+def test_the_account_name_is_avoided_whole_too(monkeypatch):
+    # "ac#de" splits into parts too short to count, but as the account name it counts whole.
+    forced = "xQ3!AC#DEyzw"
+    drawn = _first_draw_forced(monkeypatch, forced)
+
+    password = temporary_password(TWELVE, avoid=("ac#de",))
+
+    assert len(drawn) > len(forced) and "ac#de" not in password.lower()
