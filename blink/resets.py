@@ -46,7 +46,7 @@ from directory.base import DirectoryError
 from directory.encryption import SecretsUnreadable, secrets_decrypt, secrets_encrypt
 from directory.models import Connection, Entry
 from directory.passwords import temporary_password
-from directory.selectors import password_connection
+from directory.selectors import password_account, password_connection
 from sms.models import Message, OptOut
 from sms.services import message_queue, sms_send, traceback_redacted
 
@@ -78,7 +78,8 @@ class ResetRefused(Exception):
 
 
 def _queue_for(blink_user: BlinkUser) -> Connection:
-    """The connection that holds the user's password (see ``password_connection``)."""
+    """The connection that holds the user's password (see ``password_connection``); which
+    account there the run works out (``password_account``)."""
     if blink_user.connection.kind != Connection.Kind.ENTRA:
         # Only an Entra user synced from on-premises AD keeps it elsewhere: everyone else's
         # is on their own connection, so the snapshot need not be read.
@@ -406,10 +407,13 @@ def reset_run(*, request_id: int, made: ResetRequest | None = None) -> None:
         return
     secret = ""
     try:
-        directory = directory_for(_queue_for(blink_user))
+        # An Entra user synced from AD is reset in AD, as the account it is synced from.
+        account = password_account(connection=blink_user.connection,
+                                   object_id=blink_user.object_id)
+        directory = directory_for(account.connection)
         if request.kind == ResetRequest.Kind.UNLOCK:
             if request.directory_done_at is None:
-                directory.unlock(blink_user.object_id)
+                directory.unlock(account.object_id)
             text = (f"Your {blink_user.client.company.name} account {blink_user.username} is "
                     "unlocked. Your password has not changed.")
             secret = ""
@@ -417,7 +421,7 @@ def reset_run(*, request_id: int, made: ResetRequest | None = None) -> None:
             if request.sealed_password:
                 secret = secrets_decrypt(request.sealed_password)["password"]
             else:
-                policy = directory.password_policy(blink_user.object_id)
+                policy = directory.password_policy(account.object_id)
                 secret = temporary_password(
                     policy, length=blink_user.client.temp_password_length,
                     avoid=(blink_user.username, *str(blink_user).split()),
@@ -425,7 +429,7 @@ def reset_run(*, request_id: int, made: ResetRequest | None = None) -> None:
                 ResetRequest.objects.filter(pk=request.pk).update(
                     sealed_password=secrets_encrypt({"password": secret}))
             if request.directory_done_at is None:
-                directory.reset_password(blink_user.object_id, secret, must_change=True,
+                directory.reset_password(account.object_id, secret, must_change=True,
                                          unlock=blink_user.client.unlock_on_reset)
             text = (f"Your temporary password for {blink_user.username} is:\n{{secret}}\n"
                     "Sign in to Windows with it; you will be asked to choose a new one.")

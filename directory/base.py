@@ -65,6 +65,9 @@ class DirectoryUser:
     parent_dn: str = ""
     # Entra users whose password lives in on-premises AD.
     on_premises_sync: bool = False
+    # The objectGUID (canonical UUID string) of the AD account such an Entra user is synced
+    # from, where Entra names it (onPremisesImmutableId); "" when unknown or not synced.
+    on_premises_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -26,12 +26,15 @@ Graph application permissions the app needs (with admin consent):
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email.utils
 import logging
 import os
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -64,7 +67,7 @@ logger = logging.getLogger(__name__)
 
 USER_FIELDS = (
     "id", "userPrincipalName", "displayName", "givenName", "surname", "mail", "mobilePhone",
-    "accountEnabled", "onPremisesSyncEnabled",
+    "accountEnabled", "onPremisesSyncEnabled", "onPremisesImmutableId",
 )
 
 # Entra's smart lockout: sign-ins refused with AADSTS50053 while the account is locked.
@@ -345,11 +348,28 @@ def sign_ins_close_all() -> None:
                 sign_in.session.close()
 
 
+def _ad_object_id(immutable_id: object) -> str:
+    """The objectGUID of the AD account an Entra Connect user is synced from, from its
+    ``onPremisesImmutableId``: the GUID's 16 bytes in AD's little-endian order, in base64,
+    when the source anchor is objectGUID or ms-DS-ConsistencyGuid copied from it. Any other
+    anchor (an employee number, say) names no AD account Blink can find: "" then."""
+    if not isinstance(immutable_id, str) or not immutable_id:
+        return ""
+    try:
+        raw = base64.b64decode(immutable_id, validate=True)
+    except binascii.Error:
+        return ""
+    if len(raw) != 16:
+        return ""
+    return str(uuid.UUID(bytes_le=raw))
+
+
 class EntraDirectory:
     """One client's Entra ID tenant, as Blink uses it (implements ``directory.base.Directory``).
 
     Entra has no OUs: snapshots carry users and groups only. Users synchronised from
-    on-premises AD (``onPremisesSyncEnabled``) are listed but their passwords are not set here.
+    on-premises AD (``onPremisesSyncEnabled``) are listed, with the objectGUID of the AD account
+    they come from (``onPremisesImmutableId``), but their passwords are not set here.
     """
 
     lockout_start_exact = False
@@ -660,6 +680,7 @@ class EntraDirectory:
             enabled=raw.get("accountEnabled") is not False,
             protected=protected,
             on_premises_sync=bool(raw.get("onPremisesSyncEnabled")),
+            on_premises_id=_ad_object_id(raw.get("onPremisesImmutableId")),
         )
 
     def _check_id(self, object_id: str) -> None:

@@ -111,6 +111,9 @@ class Entry(models.Model):
     protected = models.BooleanField(default=False)
     password_never_expires = models.BooleanField(default=False)
     on_premises_sync = models.BooleanField(default=False)
+    # The objectGUID of the AD account an Entra user is synced from ("" when Entra does not
+    # name one): that user's password is reset in AD as this account, never by its Graph id.
+    on_premises_id = models.CharField(max_length=36, blank=True, default="")
     members = models.ManyToManyField(
         "self", symmetrical=False, related_name="member_of", through="GroupMember", blank=True
     )

@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 # Fields of an Entry that a sync copies from the directory.
 USER_FIELDS = ("name", "dn", "username", "upn", "given_name", "surname", "email", "mobile",
-               "enabled", "protected", "password_never_expires", "on_premises_sync")
+               "enabled", "protected", "password_never_expires", "on_premises_sync",
+               "on_premises_id")
 OTHER_FIELDS = ("name", "dn")
 
 
@@ -187,7 +188,8 @@ def snapshot_apply(*, connection: Connection, snapshot: Snapshot) -> dict[str, i
             "upn": u.upn, "given_name": u.given_name, "surname": u.surname, "email": u.email,
             "mobile": u.mobile, "enabled": u.enabled, "protected": u.protected,
             "password_never_expires": u.password_never_expires,
-            "on_premises_sync": u.on_premises_sync}, u.parent_dn) for u in snapshot.users]
+            "on_premises_sync": u.on_premises_sync, "on_premises_id": u.on_premises_id},
+           u.parent_dn) for u in snapshot.users]
     )
     wanted = {
         (kind, object_id): ({field: _text(value) for field, value in values.items()},

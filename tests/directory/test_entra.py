@@ -180,6 +180,62 @@ def test_snapshot_follows_next_links_through_every_page(
     assert by_id[jo["id"]].on_premises_sync is False
 
 
+# An AD objectGUID and the onPremisesImmutableId Entra Connect gives the user synced from it:
+# the GUID's 16 bytes in AD's (little-endian) order, in base64.
+AD_GUID = "00112233-4455-6677-8899-aabbccddeeff"
+IMMUTABLE_ID = "MyIRAFVEd2aImaq7zN3u/w=="
+
+
+def test_synced_users_carry_the_ad_object_they_were_synced_from(
+    graph_server: FakeGraph, entra: EntraDirectory
+) -> None:
+    synced = graph_server.data.add_user("sam@globex.example", synced=True)
+    synced["onPremisesImmutableId"] = IMMUTABLE_ID
+    cloud = graph_server.data.add_user("jo@globex.example")
+
+    by_id = {u.object_id: u for u in entra.snapshot().users}
+    one = entra.get_user(synced["id"])
+
+    assert by_id[synced["id"]].on_premises_id == AD_GUID
+    assert by_id[cloud["id"]].on_premises_id == ""
+    assert (one.on_premises_sync, one.on_premises_id) == (True, AD_GUID)
+    for request in (graph_server.graph_requests("GET", "/v1.0/users")[0],
+                    graph_server.graph_requests("GET", f"/v1.0/users/{synced['id']}")[0]):
+        assert "onPremisesImmutableId" in request.query["$select"].split(",")
+
+
+@pytest.mark.parametrize("immutable_id", [
+    None,  # no source anchor given (Graph's null)
+    "",
+    "not base64 at all!",
+    "RTEyMzQ1Njc=",  # an employee number as the source anchor: 8 bytes, not a GUID
+    base64.b64encode(bytes(20)).decode(),  # 20 bytes
+    42,
+], ids=["missing", "empty", "not-base64", "too-short", "too-long", "not-text"])
+def test_an_immutable_id_that_is_not_an_objectguid_maps_to_no_ad_object(
+    graph_server: FakeGraph, entra: EntraDirectory, immutable_id: object
+) -> None:
+    synced = graph_server.data.add_user("sam@globex.example", synced=True)
+    synced["onPremisesImmutableId"] = immutable_id
+
+    [user] = entra.snapshot().users
+
+    assert (user.on_premises_sync, user.on_premises_id) == (True, "")
+    assert entra.get_user(synced["id"]).on_premises_id == ""
+
+
+def test_the_stand_in_anchors_synced_users_to_the_ad_object_given(
+    graph_server: FakeGraph, entra: EntraDirectory
+) -> None:
+    given = graph_server.data.add_user("sam@globex.example", synced=True, on_premises_id=AD_GUID)
+    made_up = graph_server.data.add_user("kim@globex.example", synced=True)
+
+    assert given["onPremisesImmutableId"] == IMMUTABLE_ID
+    assert entra.get_user(given["id"]).on_premises_id == AD_GUID
+    made_up_guid = entra.get_user(made_up["id"]).on_premises_id
+    assert made_up_guid == str(uuid.UUID(made_up_guid))  # a GUID, in canonical form
+
+
 def test_snapshot_resolves_nested_group_members_to_users(
     graph_server: FakeGraph, entra: EntraDirectory
 ) -> None:

@@ -319,8 +319,16 @@ class GraphData:
         enabled: bool = True,
         synced: bool = False,
         object_id: str | None = None,
+        on_premises_id: str | None = None,
     ) -> dict[str, Any]:
-        """Add a user the way Graph describes one; ``synced`` marks an Entra Connect user."""
+        """Add a user the way Graph describes one; ``synced`` marks an Entra Connect user,
+        synced from the AD object whose objectGUID is ``on_premises_id`` (made up unless
+        given). Entra Connect anchors it with ``onPremisesImmutableId``: the objectGUID's
+        bytes as AD stores them (little-endian), in base64."""
+        immutable_id = None
+        if synced:
+            guid = uuid.UUID(on_premises_id) if on_premises_id else uuid.uuid4()
+            immutable_id = base64.b64encode(guid.bytes_le).decode("ascii")
         user: dict[str, Any] = {
             "id": object_id or str(uuid.uuid4()),
             "userPrincipalName": upn,
@@ -336,6 +344,7 @@ class GraphData:
             "accountEnabled": enabled,
             # Graph answers null, not false, for cloud-only users.
             "onPremisesSyncEnabled": True if synced else None,
+            "onPremisesImmutableId": immutable_id,
         }
         self.users[user["id"]] = user
         return user
