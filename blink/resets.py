@@ -31,6 +31,7 @@ import logging
 import smtplib
 from datetime import datetime, timedelta
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.mail import EmailMessage, EmailMultiAlternatives, get_connection
 from django.db import transaction
@@ -163,7 +164,8 @@ def _request_record(*, blink_user: BlinkUser, actor: Actor, channel: str, kind: 
     # One request at a time per user: concurrent callers wait here for each other.
     BlinkUser.objects.select_for_update().filter(pk=blink_user.pk).first()
     now = timezone.now()
-    unfinished = list(ResetRequest.objects.filter(
+    # Locked too: a late worker claiming one of them waits, and then finds it replaced.
+    unfinished = list(ResetRequest.objects.select_for_update().filter(
         blink_user=blink_user, kind=kind,
         status__in=[ResetRequest.Status.QUEUED, ResetRequest.Status.RUNNING],
     ).order_by("-id"))
@@ -440,6 +442,13 @@ def reset_run(*, request_id: int, made: ResetRequest | None = None) -> None:
     except SecretsUnreadable as error:
         _finish_failed(request, str(error))
         return
+    except SoftTimeLimitExceeded:
+        # Out of time, perhaps as the directory took the password: the request stays
+        # running with it sealed, and the run that takes it over once stale applies and
+        # texts that same password.
+        log.warning("%s request %s ran out of time; it is finished later", request.kind,
+                    request.pk)
+        raise
     except Exception as error:
         # A bug, or the worker's time limit on a hung server: end the request rather than
         # leave it "resetting" for ever. The traceback is logged without the password.
@@ -476,8 +485,9 @@ def reset_run(*, request_id: int, made: ResetRequest | None = None) -> None:
 def resets_requeue() -> int:
     """Beat's sweep, every minute: queue again the requests whose task looks lost (still
     waiting ``REQUEUE_AFTER`` after it was queued, or left running by a dead worker), and
-    fail, telling the user, those not carried out within ``GIVE_UP_AFTER``. Returns how
-    many were queued again. The tasks' claim keeps a request from running twice."""
+    fail, telling the user, those not carried out within ``GIVE_UP_AFTER``, except one
+    whose password the directory already took: that one is texted here. Returns how many
+    were queued again. The tasks' claim keeps a request from running twice."""
     from blink.tasks import reset_run as task
 
     now = timezone.now()
@@ -485,7 +495,11 @@ def resets_requeue() -> int:
         status__in=[ResetRequest.Status.QUEUED, ResetRequest.Status.RUNNING],
     ).select_related("blink_user__client__company", "blink_user__connection")
     for request in unfinished.filter(created_at__lt=now - GIVE_UP_AFTER)[:100]:
-        if _claim(request.pk):  # not while a worker is carrying it out
+        if request.directory_done_at is not None:
+            # The directory holds the new password already: text it, late as it is, rather
+            # than leave an account whose password nobody knows (no directory call needed).
+            reset_run(request_id=request.pk)
+        elif _claim(request.pk):  # not while a worker is carrying it out
             _finish_failed(request, EXPIRED_REASON)
     lost = unfinished.filter(_claimable(now), created_at__gte=now - GIVE_UP_AFTER,
                              queued_at__lt=now - REQUEUE_AFTER)
