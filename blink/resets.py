@@ -31,7 +31,6 @@ import logging
 import smtplib
 from datetime import datetime, timedelta
 
-from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.mail import EmailMessage, EmailMultiAlternatives, get_connection
 from django.db import transaction
@@ -442,13 +441,6 @@ def reset_run(*, request_id: int, made: ResetRequest | None = None) -> None:
     except SecretsUnreadable as error:
         _finish_failed(request, str(error))
         return
-    except SoftTimeLimitExceeded:
-        # Out of time, perhaps as the directory took the password: the request stays
-        # running with it sealed, and the run that takes it over once stale applies and
-        # texts that same password.
-        log.warning("%s request %s ran out of time; it is finished later", request.kind,
-                    request.pk)
-        raise
     except Exception as error:
         # A bug, or the worker's time limit on a hung server: end the request rather than
         # leave it "resetting" for ever. The traceback is logged without the password.

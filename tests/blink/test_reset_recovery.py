@@ -7,17 +7,15 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
-from unittest import mock
 
 import pytest
-from celery.exceptions import SoftTimeLimitExceeded
 from django.db import connection as db_connection
 from django.utils import timezone
 
 from blink import resets
 from blink.audit import Actor
 from blink.models import ResetRequest
-from blink.resets import reset_request_create, reset_run, resets_requeue
+from blink.resets import reset_request_create, resets_requeue
 from clients.models import Client
 from directory.demo import POLICY, DemoDirectory
 from directory.encryption import secrets_encrypt
@@ -35,44 +33,6 @@ def _queued(client: Client, connection: Connection, run: Callable[..., Any]) -> 
     user = demo_blink_user(client, connection, PHONE)
     with run():  # the task it queues after the commit is left out
         return reset_request_create(blink_user=user, actor=ADMIN, channel="console")
-
-
-def _stale(request: ResetRequest, **ago: float) -> None:
-    """As if the run holding ``request`` had died this long ago."""
-    ResetRequest.objects.filter(pk=request.pk).update(
-        started_at=timezone.now() - timedelta(**ago))
-
-
-def test_a_run_cut_short_by_the_time_limit_is_finished_with_the_same_password(
-    acme_client: Client, demo_connection: Connection, sms_outbox: list[locmem.SentSms],
-    django_capture_on_commit_callbacks: Callable[..., Any],
-) -> None:
-    """The soft time limit fired as the directory took the password: the request keeps its
-    sealed password, the user is not told it failed, and the next run texts that password."""
-    request = _queued(acme_client, demo_connection, django_capture_on_commit_callbacks)
-    set_password = DemoDirectory.reset_password
-
-    def slow(self: DemoDirectory, *args: Any, **kwargs: Any) -> None:
-        set_password(self, *args, **kwargs)
-        raise SoftTimeLimitExceeded()
-
-    with mock.patch.object(DemoDirectory, "reset_password", slow), \
-            pytest.raises(SoftTimeLimitExceeded):
-        reset_run(request_id=request.pk)
-
-    request.refresh_from_db()
-    assert request.status == ResetRequest.Status.RUNNING and request.sealed_password
-    assert sms_outbox == []
-    _stale(request, minutes=5)
-    with django_capture_on_commit_callbacks(execute=True):
-        reset_run(request_id=request.pk)
-
-    request.refresh_from_db()
-    assert request.status == ResetRequest.Status.SENT
-    [sms] = sms_outbox
-    password = password_in(sms["body"])
-    user = request.blink_user
-    assert DemoDirectory(demo_connection.pk).sign_in(user.object_id, password) == "must_change"
 
 
 def test_an_hour_old_request_whose_password_was_set_is_texted_not_failed(
