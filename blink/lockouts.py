@@ -275,10 +275,14 @@ def lockouts_poll(*, connection_id: int) -> None:
     # Entra users synced from AD: Blink resets and unlocks them in AD, which does not end
     # Entra's own lockout, and their UNLOCK does reach a directory that can unlock.
     synced: set[str] = set()
+    anchored: set[str] = set()  # ...whose AD account Entra names (see password_account)
     if not directory.unlocks:
-        synced = set(Entry.objects.filter(connection=connection, kind=Entry.Kind.USER,
-                                          on_premises_sync=True)
-                     .values_list("object_id", flat=True))
+        for object_id, anchor in Entry.objects.filter(
+                connection=connection, kind=Entry.Kind.USER,
+                on_premises_sync=True).values_list("object_id", "on_premises_id"):
+            synced.add(object_id)
+            if anchor:
+                anchored.add(object_id)
     # Without the client's AD connection, Blink can reset or unlock none of them.
     synced_reachable = bool(synced) and Connection.objects.filter(
         client_id=connection.client_id, kind=Connection.Kind.ACTIVE_DIRECTORY).exists()
@@ -300,7 +304,8 @@ def lockouts_poll(*, connection_id: int) -> None:
             _notify(user, since, exact=directory.lockout_start_exact,
                     unlocks=directory.unlocks or user.object_id in synced,
                     reset_ends=reset_ends,
-                    resets=user.object_id not in synced or synced_reachable)
+                    resets=user.object_id not in synced
+                    or (synced_reachable and user.object_id in anchored))
     if ended:
         ids = {user.pk for user in ended}
         _close(connection, ended, notices=[pk for pk, user_id, _ in opened if user_id in ids])

@@ -429,20 +429,22 @@ def test_an_entra_lockout_ends_with_blinks_reset_though_the_log_still_holds_it(
     assert len(notices_sent(sms_outbox)) == 2
 
 
-@pytest.mark.parametrize("ad_connected", [True, False])
+@pytest.mark.parametrize(("ad_connected", "anchor"), [
+    (True, "7c9e6679-7425-40de-944b-e07fc1f90ae7"), (False, "7c9e6679-7425-40de-944b-e07fc1f90ae7"),
+    (True, "")])
 def test_an_entra_user_synced_from_ad_may_unlock_and_a_reset_in_ad_ends_nothing(
     graph_server: FakeGraph, entra: Connection, entra_user: BlinkUser,
     sms_outbox: list[locmem.SentSms], django_capture_on_commit_callbacks: Callable[..., Any],
-    ad_connected: bool,
+    ad_connected: bool, anchor: str,
 ) -> None:
     """Their password lives in AD: UNLOCK goes there, and a reset there does not end
-    Entra's own lockout. Without the client's AD connection Blink can do neither, and the
-    text says whom to contact instead."""
+    Entra's own lockout. Without the client's AD connection, or without knowing which AD
+    account the user is, Blink can do neither, and the text says whom to contact."""
     if ad_connected:
         Connection.objects.create(client=entra.client, kind=Connection.Kind.ACTIVE_DIRECTORY)
     Entry.objects.create(connection=entra, kind=Entry.Kind.USER,
                          object_id=entra_user.object_id, name="Pat Lee",
-                         on_premises_sync=True)
+                         on_premises_sync=True, on_premises_id=anchor)
     graph_server.data.add_sign_in(entra_user.object_id, at=timezone.now() - timedelta(minutes=3))
     BlinkUser.objects.filter(pk=entra_user.pk).update(last_reset_at=timezone.now())
 
@@ -450,7 +452,7 @@ def test_an_entra_user_synced_from_ad_may_unlock_and_a_reset_in_ad_ends_nothing(
 
     assert notices_sent(sms_outbox) == [
         "Your account pat@globex.example is locked. Reply UNLOCK to unlock it or RESET for a "
-        "new password." if ad_connected else
+        "new password." if ad_connected and anchor else
         "Your account pat@globex.example is locked. Contact your IT support to unlock it."]
 
 
