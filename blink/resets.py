@@ -44,9 +44,8 @@ from blink.models import AuditEvent, BlinkUser, ResetRequest
 from directory.backends import directory_for
 from directory.base import DirectoryError
 from directory.encryption import SecretsUnreadable, secrets_decrypt, secrets_encrypt
-from directory.models import Connection, Entry
 from directory.passwords import temporary_password
-from directory.selectors import password_account, password_connection
+from directory.selectors import PasswordAccount, password_account
 from sms.models import Message, OptOut
 from sms.services import message_queue, sms_send, traceback_redacted
 
@@ -77,19 +76,10 @@ class ResetRefused(Exception):
         self.message = message
 
 
-def _queue_for(blink_user: BlinkUser) -> Connection:
-    """The connection that holds the user's password (see ``password_connection``); which
-    account there the run works out (``password_account``)."""
-    if blink_user.connection.kind != Connection.Kind.ENTRA:
-        # Only an Entra user synced from on-premises AD keeps it elsewhere: everyone else's
-        # is on their own connection, so the snapshot need not be read.
-        return blink_user.connection
-    # Joined: password_connection reads the entry's connection.
-    entry = Entry.objects.filter(connection_id=blink_user.connection_id, kind=Entry.Kind.USER,
-                                 object_id=blink_user.object_id).select_related("connection").first()
-    if entry is None:
-        return blink_user.connection
-    return password_connection(entry=entry)
+def _account(blink_user: BlinkUser) -> PasswordAccount:
+    """Where the user's password is reset: the connection that holds it and the user's id
+    there (see ``password_account``); ``DirectoryError`` when Blink cannot reach it."""
+    return password_account(connection=blink_user.connection, object_id=blink_user.object_id)
 
 
 def _queue_again(blink_user: BlinkUser) -> str:
@@ -97,7 +87,7 @@ def _queue_again(blink_user: BlinkUser) -> str:
     user's own connection's when that can no longer be worked out (the run then fails
     with the reason)."""
     try:
-        return _queue_for(blink_user).queue
+        return _account(blink_user).connection.queue
     except DirectoryError:
         return blink_user.connection.queue
 
@@ -148,7 +138,7 @@ def reset_request_create(
     if opted_out:
         raise ResetRefused(STOPPED_REASON)
     try:
-        connection = _queue_for(blink_user)
+        connection = _account(blink_user).connection
     except DirectoryError as error:
         raise ResetRefused(error.message) from None
     return _request_record(blink_user=blink_user, actor=actor, channel=channel, kind=kind,
@@ -409,8 +399,7 @@ def reset_run(*, request_id: int, made: ResetRequest | None = None) -> None:
     secret = ""
     try:
         # An Entra user synced from AD is reset in AD, as the account it is synced from.
-        account = password_account(connection=blink_user.connection,
-                                   object_id=blink_user.object_id)
+        account = _account(blink_user)
         directory = directory_for(account.connection)
         if request.kind == ResetRequest.Kind.UNLOCK:
             if request.directory_done_at is None:
@@ -425,7 +414,7 @@ def reset_run(*, request_id: int, made: ResetRequest | None = None) -> None:
                 policy = directory.password_policy(account.object_id)
                 secret = temporary_password(
                     policy, length=blink_user.client.temp_password_length,
-                    avoid=(blink_user.username, *str(blink_user).split()),
+                    avoid=(blink_user.username, str(blink_user)),
                 )
                 ResetRequest.objects.filter(pk=request.pk).update(
                     sealed_password=secrets_encrypt({"password": secret}))

@@ -238,7 +238,8 @@ def test_a_request_is_queued_where_the_users_password_lives(
                               queue="dir.onprem")
     entra = Connection.objects.create(client=acme_client, kind=Connection.Kind.ENTRA)
     Entry.objects.create(connection=entra, kind="user", object_id="synced-1", name="Sam Synced",
-                         username="sam@globex.example", on_premises_sync=True)
+                         username="sam@globex.example", on_premises_sync=True,
+                         on_premises_id="7c9e6679-7425-40de-944b-e07fc1f90ae7")
     sam = BlinkUser.objects.create(client=acme_client, connection=entra, object_id="synced-1",
                                    username="sam@globex.example", phone="+14155550178",
                                    status="active")

@@ -12,7 +12,7 @@ import pytest
 
 from blink.audit import SYSTEM, Actor
 from blink.models import BlinkUser, ResetRequest
-from blink.resets import reset_request_create
+from blink.resets import ResetRefused, reset_request_create
 from directory.models import Connection, Entry
 from directory.services import connection_save, directory_sync
 from sms.backends.locmem import SentSms
@@ -107,7 +107,7 @@ def test_an_entra_user_synced_from_ad_is_unlocked_in_ad(
     assert "is unlocked. Your password has not changed." in sms["body"]
 
 
-def test_a_user_whose_ad_account_entra_does_not_name_fails_until_a_sync_names_it(
+def test_a_user_whose_ad_account_entra_does_not_name_is_refused_until_a_sync_names_it(
     samba_dc: SambaDC, samba_user: Callable[..., SeededUser], entra: Connection,
     graph_server: FakeGraph, sms_outbox: list[SentSms],
     django_capture_on_commit_callbacks: Callable[..., Any],
@@ -118,14 +118,13 @@ def test_a_user_whose_ad_account_entra_does_not_name_fails_until_a_sync_names_it
     graph_user["onPremisesImmutableId"] = None  # no objectGUID given as the source anchor
     blink_user = synced_blink_user(entra, graph_user)
 
-    request = request_run(blink_user, django_capture_on_commit_callbacks)
+    with pytest.raises(ResetRefused) as refused:
+        request_run(blink_user, django_capture_on_commit_callbacks)
 
-    assert request.status == ResetRequest.Status.FAILED
-    assert request.reason.startswith(
+    assert refused.value.message.startswith(
         "Hank Hybrid's password is kept in the client's on-premises Active Directory, but "
         "Entra ID does not say which Active Directory account it is synced from")
-    assert [sms["body"] for sms in sms_outbox] == [
-        "Blink could not reset your password just now. Please contact your IT support."]
+    assert not ResetRequest.objects.exists() and sms_outbox == []
     assert samba_dc.try_bind(person.upn, person.password)[0]  # AD was not touched
 
     # Entra Connect now anchors the user on its objectGUID: the next sync records it.
