@@ -22,6 +22,7 @@ from directory.encryption import secrets_encrypt
 from directory.models import Connection
 from directory.passwords import temporary_password
 from sms.backends import locmem
+from tests.broker import Broker
 from tests.conftest import demo_blink_user, password_in
 
 PHONE = "+14155550166"
@@ -62,6 +63,7 @@ def test_an_hour_old_request_whose_password_was_set_is_texted_not_failed(
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_claiming_a_stale_request_as_it_is_replaced_does_not_make_two_passwords(
     acme_client: Client, demo_connection: Connection, monkeypatch: pytest.MonkeyPatch,
+    broker: Broker,
 ) -> None:
     """A second reset replaces a request that looked dead; at that very moment its late
     worker claims it. One of them goes ahead, never both."""
@@ -87,12 +89,13 @@ def test_a_worker_claiming_a_stale_request_as_it_is_replaced_does_not_make_two_p
         return under_way(request, now)
 
     monkeypatch.setattr(resets, "_under_way", late_worker_claims)
-    monkeypatch.setattr(resets, "_publish", lambda request, queue: None)
-    second = reset_request_create(blink_user=user, actor=ADMIN, channel="console")
+    with broker.publishing():
+        second = reset_request_create(blink_user=user, actor=ADMIN, channel="console")
     for worker in workers:
         worker.join(timeout=5)
+    assert not any(worker.is_alive() for worker in workers)
 
     first.refresh_from_db()
-    running = [r for r in (first, second) if r.status != ResetRequest.Status.FAILED]
     assert claimed == [False] and first.status == ResetRequest.Status.FAILED
-    assert running == [second]
+    # Only the new request goes to a worker.
+    assert [t.args for t in broker.queued("blink.tasks.reset_run")] == [[second.pk]]
