@@ -15,30 +15,17 @@ from django.test import Client as Browser
 from django.utils import timezone
 
 from blink.audit import SYSTEM
-from blink.invitations import blink_user_invite, blink_user_reinvite
+from blink.invitations import blink_user_reinvite
 from blink.models import AuditEvent, BlinkUser
 from clients.models import Client
-from directory.models import Entry
 from sms.codes import verification_code_check
 from sms.models import Message, VerificationCode
+from tests.blink.conftest import invite
 
 PHONE = "+14155550123"
 OTHER_PHONE = "+14155550199"
 
 
-
-
-@pytest.fixture
-def directory(acme_client, demo_connection):
-    return demo_connection
-
-
-def invite(client, directory, django_capture_on_commit_callbacks, index=0):
-    entry = (Entry.objects.filter(connection=directory, kind="user", protected=False,
-                                  enabled=True).exclude(email="").order_by("username")[index])
-    with django_capture_on_commit_callbacks(execute=True):
-        blink_user_invite(client=client, actor=SYSTEM, object_ids=[entry.object_id])
-    return BlinkUser.objects.get(object_id=entry.object_id)
 
 
 def link_in(email) -> str:
@@ -57,11 +44,6 @@ def latest_code(outbox, phone=PHONE) -> str:
     code = re.search(r"\b(\d{6})\b", texts[-1])
     assert code is not None, texts[-1]
     return code.group(1)
-
-
-@pytest.fixture
-def invited(acme_client, directory, django_capture_on_commit_callbacks):
-    return invite(acme_client, directory, django_capture_on_commit_callbacks)
 
 
 def start(browser: Browser, blink_user) -> None:

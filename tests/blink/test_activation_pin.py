@@ -22,13 +22,8 @@ from blink.models import AuditEvent, BlinkUser
 from clients.models import Client
 from sms.backends import locmem
 from sms.models import VerificationCode
-from tests.blink.test_activation import (
-    PHONE,
-    directory,  # noqa: F401  (a fixture)
-    invite,
-    latest_code,
-    start,
-)
+from tests.blink.conftest import invite
+from tests.blink.test_activation import PHONE, latest_code, start
 from tests.conftest import demo_blink_user
 
 PIN = "4821"
@@ -37,7 +32,7 @@ PIN = "4821"
 
 
 @pytest.fixture
-def invited(pin_client: Client, directory: Any,  # noqa: F811
+def invited(pin_client: Client, directory: Any,
             django_capture_on_commit_callbacks: Callable[..., Any]) -> BlinkUser:
     return invite(pin_client, directory, django_capture_on_commit_callbacks)
 
@@ -138,7 +133,7 @@ def test_a_stale_or_changed_number_sends_the_user_back_for_a_new_code(
 
 
 def test_a_paused_active_user_choosing_a_pin_is_texted_no_code(
-    pin_client: Client, directory: Any,  # noqa: F811
+    pin_client: Client, directory: Any,
     sms_outbox: list[locmem.SentSms], django_capture_on_commit_callbacks: Callable[..., Any],
 ) -> None:
     user = demo_blink_user(pin_client, directory, PHONE)
@@ -167,7 +162,7 @@ def test_a_paused_active_user_choosing_a_pin_is_texted_no_code(
 
 
 def test_clients_without_the_option_skip_the_pin_step(
-    acme_client: Client, directory: Any,  # noqa: F811
+    acme_client: Client, directory: Any,
     sms_outbox: list[locmem.SentSms], django_capture_on_commit_callbacks: Callable[..., Any],
 ) -> None:
     user = invite(acme_client, directory, django_capture_on_commit_callbacks)

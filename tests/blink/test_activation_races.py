@@ -21,8 +21,6 @@ from sms.codes import verification_code_issue
 from tests.blink.test_activation import (
     OTHER_PHONE,
     PHONE,
-    directory,  # noqa: F401  (a fixture)
-    invited,  # noqa: F401  (a fixture)
     latest_code,
     link_in,
     path_of,
@@ -61,7 +59,7 @@ def to(outbox: list[locmem.SentSms], phone: str) -> list[str]:
 
 
 def test_a_resend_racing_a_new_number_texts_the_new_number(
-    invited: BlinkUser, sms_outbox: list[locmem.SentSms],  # noqa: F811
+    invited: BlinkUser, sms_outbox: list[locmem.SentSms],
     django_capture_on_commit_callbacks: Run, meanwhile: Callable[..., None],
 ) -> None:
     browser = Browser()
@@ -87,7 +85,7 @@ def test_a_resend_racing_a_new_number_texts_the_new_number(
 
 
 def test_a_code_texted_to_another_number_does_not_confirm_the_one_being_verified(
-    invited: BlinkUser, sms_outbox: list[locmem.SentSms],  # noqa: F811
+    invited: BlinkUser, sms_outbox: list[locmem.SentSms],
     django_capture_on_commit_callbacks: Run,
 ) -> None:
     browser = Browser()
@@ -115,7 +113,7 @@ def test_a_code_texted_to_another_number_does_not_confirm_the_one_being_verified
 
 
 def test_a_number_typed_after_activation_finished_in_another_tab_changes_nothing(
-    invited: BlinkUser, sms_outbox: list[locmem.SentSms],  # noqa: F811
+    invited: BlinkUser, sms_outbox: list[locmem.SentSms],
     django_capture_on_commit_callbacks: Run, meanwhile: Callable[..., None],
 ) -> None:
     browser = Browser()
@@ -136,7 +134,7 @@ def test_a_number_typed_after_activation_finished_in_another_tab_changes_nothing
 
 
 def test_a_number_typed_as_the_admin_resets_the_user_changes_nothing(
-    invited: BlinkUser, sms_outbox: list[locmem.SentSms],  # noqa: F811
+    invited: BlinkUser, sms_outbox: list[locmem.SentSms],
     django_capture_on_commit_callbacks: Run, meanwhile: Callable[..., None],
 ) -> None:
     browser = Browser()
@@ -155,7 +153,7 @@ def test_a_number_typed_as_the_admin_resets_the_user_changes_nothing(
 
 
 def test_a_user_removed_while_typing_their_number_gets_the_dead_link_page(
-    invited: BlinkUser, sms_outbox: list[locmem.SentSms],  # noqa: F811
+    invited: BlinkUser, sms_outbox: list[locmem.SentSms],
     django_capture_on_commit_callbacks: Run, meanwhile: Callable[..., None],
 ) -> None:
     browser = Browser()
@@ -171,7 +169,7 @@ def test_a_user_removed_while_typing_their_number_gets_the_dead_link_page(
 
 
 def test_a_removed_user_asking_for_a_new_code_gets_the_dead_link_page(
-    invited: BlinkUser, sms_outbox: list[locmem.SentSms],  # noqa: F811
+    invited: BlinkUser, sms_outbox: list[locmem.SentSms],
     django_capture_on_commit_callbacks: Run, meanwhile: Callable[..., None],
 ) -> None:
     browser = Browser()
@@ -187,7 +185,7 @@ def test_a_removed_user_asking_for_a_new_code_gets_the_dead_link_page(
 
 
 def test_a_user_removed_as_their_code_is_checked_gets_the_dead_link_page(
-    invited: BlinkUser, sms_outbox: list[locmem.SentSms],  # noqa: F811
+    invited: BlinkUser, sms_outbox: list[locmem.SentSms],
     django_capture_on_commit_callbacks: Run, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     browser = Browser()

@@ -25,11 +25,6 @@ GRAPH_ID = "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a"
 AD_GUID = "00112233-4455-6677-8899-aabbccddeeff"
 
 
-def user(connection, *, synced: bool) -> Entry:
-    return Entry.objects.create(connection=connection, kind="user", object_id=f"id-{synced}",
-                                name="Ann Lee", on_premises_sync=synced)
-
-
 @pytest.fixture
 def ad(acme_client):
     return connection_save(client=acme_client, actor=SYSTEM, kind="active_directory",
@@ -43,19 +38,17 @@ def ann(entra, *, synced: bool, on_premises_id: str = "") -> Entry:
 
 
 def test_cloud_users_are_reset_in_entra(entra):
-    assert password_connection(entry=user(entra, synced=False)) == entra
+    assert password_connection(entry=ann(entra, synced=False)) == entra
 
 
 def test_synced_users_without_an_ad_connection_are_refused_with_the_reason(entra):
     with pytest.raises(DirectoryError, match="Add the client's Active Directory") as refused:
-        password_connection(entry=user(entra, synced=True))
+        password_connection(entry=ann(entra, synced=True))
     assert refused.value.code == "on_premises" and refused.value.permanent
 
 
-def test_synced_users_are_reset_in_the_clients_ad(entra, acme_client):
-    ad = connection_save(client=acme_client, actor=SYSTEM, kind="active_directory",
-                         parameters=AD, secrets={"bind_password": "x"})
-    assert password_connection(entry=user(entra, synced=True)) == ad
+def test_synced_users_are_reset_in_the_clients_ad(entra, ad):
+    assert password_connection(entry=ann(entra, synced=True)) == ad
 
 
 def test_a_synced_user_is_reset_as_the_ad_account_it_was_synced_from(entra, ad):
